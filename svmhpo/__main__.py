@@ -1,0 +1,7 @@
+"""``python -m svmhpo`` is the ``svmhpo`` command."""
+
+import sys
+
+from svmhpo.cli import main
+
+sys.exit(main())

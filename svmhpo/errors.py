@@ -1,0 +1,25 @@
+"""One error root for everything a user can get wrong.
+
+The command line maps :class:`SvmhpoError` (and only it) to a one-line message and a non-zero exit
+code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DataError", "StorageError", "SvmhpoError"]
+
+
+class SvmhpoError(Exception):
+    """Root of the errors a user can cause and fix: bad config, bad data, bad storage."""
+
+
+class ConfigError(SvmhpoError, ValueError):
+    """A configuration file, key or value is invalid."""
+
+
+class DataError(SvmhpoError, ValueError):
+    """A data set cannot be found, downloaded or parsed, or its contents are unusable."""
+
+
+class StorageError(SvmhpoError):
+    """A study storage URL is malformed, unreachable or refused."""

@@ -1,0 +1,146 @@
+"""Fitting the SVM with Lightning on data that already sits on the training device.
+
+:func:`fit` is the one place that builds a ``Trainer``: quiet (no logger, checkpoints, progress
+bar or model summary), ``accelerator="auto"``, and fed by :class:`~svmhpo.data.TensorBatches`.
+The study, the estimator and the benchmarks all train through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import lightning.pytorch as pl
+import torch
+
+from svmhpo.data import DeviceData, TensorBatches
+from svmhpo.model import SVMModule
+
+__all__ = ["SVMParams", "build_module", "fit", "held_out_metrics", "make_trainer", "quiet_lightning", "train_loader"]
+
+
+@dataclass(frozen=True)
+class SVMParams:
+    """The hyperparameters a study searches, with the defaults of a good digits fit."""
+
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    squared: bool = False
+    strategy: str = "crammer_singer"
+    optimizer: str = "sgd"
+    C: float = 1.0
+    margin: float = 1.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-fit banners and the warnings that do not apply to in-memory data."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Total length of .* across ranks is zero.*")
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+def make_trainer(
+    max_epochs: int,
+    *,
+    callbacks: Sequence[pl.Callback] = (),
+    accelerator: str = "auto",
+    validate: bool = True,
+    default_root_dir: str | None = None,
+) -> pl.Trainer:
+    """A Trainer with nothing per fit that costs time: no logger, checkpointing or progress bar."""
+    quiet_lightning()
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=None if validate else 0,
+        callbacks=list(callbacks),
+        default_root_dir=default_root_dir,
+    )
+
+
+#: Largest chunk of samples one Lightning step walks: a whole epoch on digits; on MNIST a chunk is
+#: gathered in shuffled order, so this bounds that transient copy (16,384 × 784 floats = 51 MB).
+MAX_CHUNK_SAMPLES = 16_384
+
+
+def train_loader(data: DeviceData, batch_size: int, seed: int, *, updates_per_step: int | None = None) -> TensorBatches:
+    """Shuffled training chunks of ``data``, each ``updates_per_step`` mini-batches long.
+
+    ``None`` (the default) makes chunks of up to :data:`MAX_CHUNK_SAMPLES` (a whole epoch on
+    small data); the module's ``training_step`` walks a chunk in mini-batches of ``batch_size``
+    (see :class:`~svmhpo.model.SVMModule`).
+    """
+    n = len(data.x_train)
+    if updates_per_step is None:
+        updates_per_step = max(1, MAX_CHUNK_SAMPLES // batch_size)
+    chunk = batch_size * updates_per_step
+    return TensorBatches(data.x_train, data.y_train, max(1, min(chunk, n)), shuffle=True, seed=seed)
+
+
+def build_module(
+    params: SVMParams,
+    n_features: int,
+    n_classes: int,
+    *,
+    n_train: int,
+    batch_size: int,
+    seed: int,
+    raise_on_divergence: bool = True,
+) -> SVMModule:
+    """A freshly initialised module for ``params``; the seed fixes the initial weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SVMModule(
+            n_features=n_features,
+            n_classes=n_classes,
+            batch_size=batch_size,
+            steps_per_epoch=-(-n_train // batch_size),
+            raise_on_divergence=raise_on_divergence,
+            **params.as_dict(),
+        )
+
+
+def fit(
+    params: SVMParams,
+    data: DeviceData,
+    *,
+    epochs: int = 20,
+    batch_size: int = 64,
+    seed: int = 0,
+    callbacks: Sequence[pl.Callback] = (),
+    validate: bool = True,
+) -> tuple[SVMModule, pl.Trainer]:
+    """Train a fresh SVM on ``data`` and return the module and its trainer.
+
+    Validation runs once per epoch on the whole validation set (one batch) and logs ``val_acc``,
+    ``val_loss`` and ``val_f1``, unless ``validate`` is false.
+    """
+    module = build_module(
+        params, data.n_features, data.n_classes, n_train=len(data.x_train), batch_size=batch_size, seed=seed
+    )
+    trainer = make_trainer(epochs, callbacks=callbacks, validate=validate)
+    val = TensorBatches(data.x_val, data.y_val, len(data.x_val)) if validate else None
+    trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
+    return module, trainer
+
+
+def held_out_metrics(module: SVMModule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Accuracy, macro F1 and loss of a trained module on held-out data, as plain floats."""
+    module.eval()
+    return {k: float(v) for k, v in module.evaluate(x.to(module.device), y.to(module.device)).items()}

@@ -1,0 +1,137 @@
+"""Shared fixtures: the digits split on CPU, loaded once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from svmhpo.data import DeviceData, prepare_data
+from svmhpo.training import quiet_lightning
+
+quiet_lightning()
+
+
+@pytest.fixture(scope="session")
+def digits() -> DeviceData:
+    """The default 72/8/20 digits split (random_state 0), standardised, on CPU."""
+    return prepare_data("digits", seed=0)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import textwrap  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_pg_skipped: list[str] = []
+
+
+def _pg_ready() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3").close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _start_pg() -> None:
+    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
+        return
+    for version in sorted(p.name for p in Path("/etc/postgresql").iterdir()):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The real local PostgreSQL server, started if it is down; skipped loudly if it cannot be."""
+    if not _pg_ready():
+        _start_pg()
+    if not _pg_ready():
+        reason = "NO POSTGRESQL SERVER at 127.0.0.1:5432 and none could be started: PostgreSQL tests SKIPPED"
+        _pg_skipped.append(reason)
+        pytest.skip(reason)
+    return PG_URL
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _pg_skipped:
+        terminalreporter.section("PostgreSQL", sep="!", red=True, bold=True)
+        terminalreporter.write_line(_pg_skipped[0], red=True, bold=True)
+
+
+# --- study configs ---------------------------------------------------------------------------
+@pytest.fixture
+def study_config(tmp_path: Path):
+    """Write a small study config; keyword arguments fill the template."""
+
+    def make(
+        name: str | None = None,
+        *,
+        trials: int = 6,
+        epochs: int = 3,
+        source: str = "digits",
+        pruner: str = "median",
+        warm: bool = True,
+        heartbeat: int = 10,
+        grace: int = 30,
+        sampler: str = "tpe",
+        extra: str = "",
+    ) -> Path:
+        name = name or f"t-{uuid.uuid4().hex[:8]}"
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            textwrap.dedent(f"""
+            [study]
+            name = "{name}"
+            trials = {trials}
+            seed = 0
+            sampler = "{sampler}"
+            pruner = "{pruner}"
+            heartbeat_interval = {heartbeat}
+            grace_period = {grace}
+
+            [data]
+            source = "{source}"
+
+            [training]
+            epochs = {epochs}
+            batch_size = 64
+
+            [warm_start]
+            enabled = {str(warm).lower()}
+            num_training = 30
+
+            [baseline]
+            C = [0.01, 0.1]
+            """)
+            + extra
+        )
+        return path
+
+    return make
+
+
+# --- a small finished study for the report and browser tests -----------------------------------
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> tuple[str, str]:
+    from svmhpo.config import load_config
+    from svmhpo.service import run_study
+
+    """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
+    tmp = tmp_path_factory.mktemp("report")
+    config_path = tmp / "r.toml"
+    config_path.write_text(
+        '[study]\nname = "r"\ntrials = 8\n[training]\nepochs = 4\n[warm_start]\nnum_training = 30\n'
+        "[baseline]\nC = [0.1]\n"
+    )
+    url = f"sqlite:///{tmp / 'r.db'}"
+    run_study(load_config(config_path), url)
+    return url, "r"

@@ -1,0 +1,70 @@
+"""HingeSVC as a scikit-learn classifier: contract, pipelines, cross-validation, grid search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from svmhpo import HingeSVC
+
+
+@pytest.fixture(scope="module")
+def xy() -> tuple[np.ndarray, np.ndarray]:
+    return load_digits(return_X_y=True)
+
+
+def test_params_round_trip_and_clone() -> None:
+    est = HingeSVC(lr=0.3, optimizer="adamw", squared=True, strategy="one_vs_rest", weight_decay=1e-3)
+    params = est.get_params()
+    assert {"lr", "weight_decay", "squared", "strategy", "optimizer", "epochs", "batch_size"} <= set(params)
+    assert clone(est).get_params() == params
+    assert est.set_params(lr=0.01) is est and est.lr == 0.01
+
+
+def test_fit_predict_score_decision_function(xy) -> None:
+    X, y = xy
+    model = make_pipeline(StandardScaler(), HingeSVC(random_state=0, epochs=10)).fit(X, y)
+    assert model.score(X, y) > 0.95
+    assert model.decision_function(X[:5]).shape == (5, 10)
+    assert model.predict(X[:5]).tolist() == np.argmax(model.decision_function(X[:5]), axis=1).tolist()
+
+
+def test_string_labels_binary(xy) -> None:
+    X, y = xy
+    labels = np.array(["even", "odd"])[y % 2]
+    model = make_pipeline(StandardScaler(), HingeSVC(random_state=0, epochs=5)).fit(X, labels)
+    svc = model[-1]
+    assert list(svc.classes_) == ["even", "odd"]
+    assert svc.n_features_in_ == 64
+    scores = model.decision_function(X[:20])
+    assert scores.shape == (20,)
+    assert model.predict(X[:20]).tolist() == np.where(scores > 0, "odd", "even").tolist()
+    assert model.score(X, labels) > 0.85
+
+
+def test_cross_val_score_and_grid_search(xy) -> None:
+    X, y = xy
+    scores = cross_val_score(make_pipeline(StandardScaler(), HingeSVC(epochs=5, random_state=0)), X, y, cv=3)
+    assert scores.mean() > 0.85
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), HingeSVC(epochs=5, random_state=0)),
+        {"hingesvc__lr": [1e-5, 0.1]},
+        cv=2,
+    ).fit(X, y)
+    assert grid.best_params_ == {"hingesvc__lr": 0.1}
+
+
+def test_unfitted_and_wrong_width_errors(xy) -> None:
+    X, y = xy
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        HingeSVC().predict(X)
+    fitted = HingeSVC(epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :10])
