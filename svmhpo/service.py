@@ -1,0 +1,166 @@
+"""What the ``svmhpo`` commands do, as plain functions: init, run, worker, best, studies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from svmhpo.config import StudyConfig
+from svmhpo.dashboard import publish
+from svmhpo.errors import SvmhpoError
+from svmhpo.final import BASELINE_ATTR, FINAL_ATTR, best_trial, finalize
+from svmhpo.objective import WORKER_ID
+from svmhpo.storage import open_storage, resolve_storage_url
+from svmhpo.study import (
+    FINISHED,
+    Counts,
+    budget,
+    count_trials,
+    create_study,
+    load_study,
+    load_study_data,
+    run_workers,
+    work,
+)
+from svmhpo.warmstart import WARM_START_ATTR, run_warm_start
+
+__all__ = ["best_summary", "init_study", "list_studies", "run_study", "run_worker", "summary", "write_study_report"]
+
+
+def init_study(config: StudyConfig, url: str | None = None, *, warm: bool = True) -> optuna.Study:
+    """Create the study (or find it) and record the warm start, running no trials."""
+    url = resolve_storage_url(url)
+    study, _ = create_study(config, url)
+    if warm and config.warm_start.enabled and WARM_START_ATTR not in study.user_attrs:
+        run_warm_start(study, load_study_data(config), config)
+    publish(study)
+    return study
+
+
+def run_study(
+    config: StudyConfig,
+    url: str | None = None,
+    *,
+    jobs: int = 1,
+    timeout: float | None = None,
+    warm: bool = True,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> dict[str, Any]:
+    """Create or continue the study, fill its budget with ``jobs`` workers, then finalize it.
+
+    Returns :func:`summary` of the study.
+    """
+    if jobs < 1:
+        raise SvmhpoError(f"--jobs must be at least 1, got {jobs}")
+    url = resolve_storage_url(url)
+    study, _ = create_study(config, url)
+    data = load_study_data(config)
+    if warm and config.warm_start.enabled:
+        run_warm_start(study, data, config)
+    publish(study)
+    if jobs == 1:
+        counts = work(study, config, data, timeout=timeout, on_trial=on_progress)
+    else:
+        codes = run_workers(study.study_name, url, jobs, timeout=timeout, on_poll=on_progress)
+        counts = count_trials(study)
+        if any(codes) and counts.finished < config.trials:
+            raise SvmhpoError(
+                f"study {study.study_name!r}: worker exit codes {codes}; "
+                f"{counts.finished} of {config.trials} trials finished"
+            )
+    if counts.finished >= config.trials:
+        finalize(study, config, data, url)
+        publish(study)
+    return summary(study)
+
+
+def _elected_to_finalize(study: optuna.Study) -> bool:
+    """Whether this worker refits the best trial, so that workers finishing together do not all do it.
+
+    The worker that finished the study's last trial is elected; a worker that ran no trial of
+    the study (it joined late or was restarted) steps in. :func:`~svmhpo.final.finalize` itself
+    skips when the stored result already describes the best trial.
+    """
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    if not any(t.user_attrs.get("worker") == WORKER_ID for t in finished):
+        return True
+    last = max(finished, key=lambda t: t.datetime_complete)
+    return last.user_attrs.get("worker") == WORKER_ID
+
+
+def run_worker(
+    name: str,
+    url: str | None = None,
+    *,
+    worker_index: int | None = None,
+    timeout: float | None = None,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> dict[str, Any]:
+    """Join an existing study and run trials until its budget is met; finalize if nobody has."""
+    url = resolve_storage_url(url)
+    study, config = load_study(name, url, worker_index=worker_index)
+    data = load_study_data(config)
+    counts = work(study, config, data, timeout=timeout, on_trial=on_progress)
+    if counts.finished >= config.trials and _elected_to_finalize(study):
+        finalize(study, config, data, url)
+        publish(study)
+    return summary(study)
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data."""
+    counts = count_trials(study)
+    attrs = study.user_attrs
+    best = best_trial(study)
+    return {
+        "study": study.study_name,
+        "budget": budget(attrs),
+        "trials": {
+            "complete": counts.complete,
+            "pruned": counts.pruned,
+            "failed": counts.failed,
+            "running": counts.running,
+            "waiting": counts.waiting,
+        },
+        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
+        "final": attrs.get(FINAL_ATTR),
+        "baseline": attrs.get(BASELINE_ATTR),
+        "warm_start": {k: v.get("chosen_lr") for k, v in (attrs.get(WARM_START_ATTR) or {}).items()},
+    }
+
+
+def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
+    """:func:`summary` of the study ``name``."""
+    study, _ = load_study(name, url)
+    return summary(study)
+
+
+def write_study_report(name: str, url: str | None = None, out_dir: str = "reports") -> str:
+    """Write the HTML report of study ``name`` into ``out_dir``; return its path."""
+    from svmhpo.report import write_report
+
+    study, _ = load_study(name, url)
+    return str(write_report(study, out_dir))
+
+
+def list_studies(url: str | None = None) -> list[dict[str, Any]]:
+    """Every study in the storage with its trial counts and best value."""
+    storage = open_storage(url, heartbeat_interval=None)
+    rows = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        counts = count_trials(study)
+        rows.append(
+            {
+                "study": s.study_name,
+                "complete": counts.complete,
+                "pruned": counts.pruned,
+                "failed": counts.failed,
+                "budget": budget(s.user_attrs),
+                "best_val_acc": counts.best,
+                "test_acc": (s.user_attrs.get(FINAL_ATTR) or {}).get("test_acc"),
+            }
+        )
+    return rows
