@@ -44,9 +44,14 @@ def plain_loop(params: SVMParams, data: DeviceData, *, epochs: int, batch_size: 
     return acc
 
 
-def measure(data: DeviceData, params: SVMParams, repeats: int = 5) -> dict[str, float]:
-    """Median seconds per fit of both sides, interleaved so that drift hits both alike."""
-    plain, lightning = [], []
+def measure(data: DeviceData, params: SVMParams, repeats: int = 15) -> dict[str, float]:
+    """Both sides timed back to back, ``repeats`` times; the ratio is the median of the pairs' ratios.
+
+    This machine's timings drift by 20-50% within minutes. Each pair runs within half a second,
+    so a pair's ratio cancels most of that drift; the median then drops the pairs that a burst of
+    other load hit on one side only. Minimum times are reported beside them.
+    """
+    plain, lightning, ratios = [], [], []
     plain_loop(params, data, epochs=1, batch_size=BATCH_SIZE)  # warm-up
     fit(params, data, epochs=1, batch_size=BATCH_SIZE)
     for _ in range(repeats):
@@ -56,10 +61,12 @@ def measure(data: DeviceData, params: SVMParams, repeats: int = 5) -> dict[str, 
         t = time.perf_counter()
         _, trainer = fit(params, data, epochs=EPOCHS, batch_size=BATCH_SIZE)
         lightning.append(time.perf_counter() - t)
+        ratios.append(lightning[-1] / plain[-1])
     return {
         "plain_s": statistics.median(plain),
         "lightning_s": statistics.median(lightning),
-        "ratio": statistics.median(lightning) / statistics.median(plain),
+        "ratio": statistics.median(ratios),
+        "ratio_of_minimums": min(lightning) / min(plain),
         "plain_val_acc": acc_plain,
         "lightning_val_acc": float(trainer.callback_metrics["val_acc"]),
     }
@@ -70,7 +77,8 @@ def main() -> dict[str, float]:
     result = measure(data, SVMParams())
     print(
         f"digits, batch {BATCH_SIZE}, {EPOCHS} epochs: plain loop {result['plain_s']:.3f} s, "
-        f"Lightning {result['lightning_s']:.3f} s, ratio {result['ratio']:.2f}x (target <= 1.3x); "
+        f"Lightning {result['lightning_s']:.3f} s, ratio {result['ratio']:.2f}x "
+        f"(of minimums {result['ratio_of_minimums']:.2f}x; target <= 1.3x); "
         f"val acc {result['plain_val_acc']:.3f} / {result['lightning_val_acc']:.3f}"
     )
     return result

@@ -128,8 +128,8 @@ def fit(
 ) -> tuple[SVMModule, pl.Trainer]:
     """Train a fresh SVM on ``data`` and return the module and its trainer.
 
-    Validation runs once per epoch on the whole validation set (one batch) and logs ``val_acc``,
-    ``val_loss`` and ``val_f1``, unless ``validate`` is false.
+    Validation runs once per epoch on the whole validation set (one batch) and logs ``val_acc``;
+    the last epoch also logs ``val_loss`` and ``val_f1``. No validation if ``validate`` is false.
     """
     module = build_module(
         params, data.n_features, data.n_classes, n_train=len(data.x_train), batch_size=batch_size, seed=seed

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from sklearn.linear_model import SGDClassifier
 from sklearn.svm import LinearSVC
 
-from svmhpo.data import DeviceData
+from svmhpo.data import DeviceData, TensorBatches
 from svmhpo.losses import BinaryHingeLoss, MultiClassHingeLoss
-from svmhpo.model import VAL_ACC, DivergedError, SVMModule
+from svmhpo.model import VAL_ACC, DivergedError, SVMModule, backward_is_plain
 from svmhpo.optim import bottou_factor
 from svmhpo.training import SVMParams, fit, held_out_metrics
 
@@ -79,7 +80,10 @@ def test_good_setting_reaches_095_and_matches_linearsvc(digits: DeviceData) -> N
     module, trainer = fit(SVMParams(lr=0.1, weight_decay=1e-4), digits, epochs=20, batch_size=64)
     metrics = trainer.callback_metrics
     assert metrics[VAL_ACC].item() >= 0.95
-    assert {"val_loss", "val_f1"} <= set(metrics)
+    assert {"val_loss", "val_f1"} <= set(metrics)  # logged by the last epoch
+    validated = trainer.validate(module, dataloaders=TensorBatches(digits.x_val, digits.y_val, 64), verbose=False)[0]
+    assert {"val_acc", "val_loss", "val_f1"} <= set(validated)
+    assert validated["val_acc"] == pytest.approx(metrics[VAL_ACC].item(), abs=1e-6)
     ours = held_out_metrics(module, digits.x_test, digits.y_test)
     svc = LinearSVC(multi_class="crammer_singer", C=0.01).fit(digits.x_train.numpy(), digits.y_train.numpy())
     theirs = svc.score(digits.x_test.numpy(), digits.y_test.numpy())
@@ -135,3 +139,32 @@ def test_trainer_test_logs_test_metrics_and_predict_returns_labels(digits: Devic
     assert metrics["test_acc"] == pytest.approx(held_out_metrics(module, digits.x_test, digits.y_test)["acc"])
     (labels,) = trainer.predict(module, test_batches)
     assert torch.equal(labels, module.predict_labels(digits.x_test))
+
+
+class _CountBackward(pl.Callback):
+    """A callback with a backward hook: its presence must route updates through manual_backward."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.calls += 1
+
+
+def test_backward_hooks_still_fire_when_a_callback_implements_them(digits: DeviceData) -> None:
+    plain, _ = fit(SVMParams(lr=0.1), digits, epochs=2, batch_size=64, seed=3)
+    assert plain._plain_backward  # 32-bit, one device, no backward hook: loss.backward() directly
+    counter = _CountBackward()
+    hooked, trainer = fit(SVMParams(lr=0.1), digits, epochs=2, batch_size=64, seed=3, callbacks=[counter])
+    assert not hooked._plain_backward and not backward_is_plain(trainer)
+    updates = 2 * -(-len(digits.x_train) // 64)
+    assert counter.calls == updates  # once per mini-batch update, not once per Lightning step
+    for a, b in zip(plain.parameters(), hooked.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # both paths make the same updates
+
+
+def test_mixed_precision_keeps_manual_backward(digits: DeviceData) -> None:
+    module = SVMModule(digits.n_features, digits.n_classes)
+    trainer = pl.Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    assert not backward_is_plain(trainer)
