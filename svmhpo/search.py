@@ -28,14 +28,17 @@ def suggest(trial: optuna.Trial, config: StudyConfig) -> tuple[SVMParams, int]:
     return params, int(batch_size)
 
 
-def make_sampler(config: StudyConfig, *, seed: int | None) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig, *, seed: int | None, shared: bool = True) -> optuna.samplers.BaseSampler:
     """TPE (default), random, QMC or GP, seeded with ``seed``.
 
-    TPE is multivariate and uses the constant liar, so that workers sharing a study do not all
-    sample next to the same running trial.
+    TPE is multivariate. For a ``shared`` study (workers pulling trials side by side) it uses the
+    constant liar, so that workers do not all sample next to the same running trial. The liar
+    costs one extra storage read per trial (it must see running trials fresh), and a process that
+    runs a study's trials alone has no other running trial to lie about: it samples the same
+    points without it.
     """
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=10)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=shared, n_startup_trials=10)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "qmc":
@@ -45,41 +48,35 @@ def make_sampler(config: StudyConfig, *, seed: int | None) -> optuna.samplers.Ba
     raise ValueError(f"unknown sampler {config.sampler!r}")
 
 
-class _CompletedTrialsView:
-    """A study whose ``get_trials(states=(COMPLETE,))`` answers from a snapshot; all else is the study's."""
-
-    def __init__(self, study: optuna.Study, completed: list[FrozenTrial]) -> None:
-        self._study = study
-        self._completed = completed
-
-    def get_trials(self, deepcopy: bool = True, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-        if states is not None and tuple(states) == (TrialState.COMPLETE,):
-            return self._completed
-        return self._study.get_trials(deepcopy=deepcopy, states=states)
-
-    def __getattr__(self, name: str):
-        return getattr(self._study, name)
-
-
 class SnapshotPruner(optuna.pruners.BasePruner):
-    """Run a percentile/median pruner on completed trials read once per trial, not once per report.
+    """Run a percentile/median pruner on the trials the study read when this trial started.
 
     Optuna's median pruner re-reads every completed trial from the storage at each
-    ``should_prune``; on SQLite that was half of the study's per-trial overhead. Within one
-    process no other trial completes while a trial runs, so the snapshot is exact; with several
-    workers it can miss completions for at most one trial's duration, which moves a median little.
+    ``should_prune``; on SQLite that was half of the study's per-trial overhead. Optuna keeps,
+    per thread, one read of the study's trials from the start of the current trial (``ask`` resets
+    it, the sampler fills it); the pruner answers from that. Within one process no other trial
+    completes while a trial runs, so the snapshot is exact; with several workers it can miss
+    completions for at most one trial's duration, which moves a median little.
     """
 
     def __init__(self, inner: optuna.pruners.BasePruner) -> None:
         self._inner = inner
-        self._trial_id: int | None = None
-        self._completed: list[FrozenTrial] = []
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        if trial._trial_id != self._trial_id:
-            self._completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            self._trial_id = trial._trial_id
-        return self._inner.prune(_CompletedTrialsView(study, self._completed), trial)  # type: ignore[arg-type]
+        return self._inner.prune(_SnapshotView(study), trial)  # type: ignore[arg-type]
+
+
+class _SnapshotView:
+    """A study whose ``get_trials`` answers from the trial-start snapshot; all else is the study's."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def get_trials(self, deepcopy: bool = True, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
 
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:

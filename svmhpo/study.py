@@ -124,6 +124,9 @@ def load_study(
 def create_study(config: StudyConfig, url: str | None = None) -> tuple[optuna.Study, bool]:
     """Create the study ``config.name``, or continue it; return it and whether it is new.
 
+    The returned study samples as the only process running its trials (``svmhpo run`` with one
+    job); workers open theirs with :func:`load_study`, whose sampler allows for the others.
+
     An existing study keeps its stored config, except for the trial budget, which the caller's
     config may change.
     """
@@ -132,7 +135,7 @@ def create_study(config: StudyConfig, url: str | None = None) -> tuple[optuna.St
         study_name=config.name,
         storage=storage,
         direction="maximize",
-        sampler=make_sampler(config, seed=config.seed),
+        sampler=make_sampler(config, seed=config.seed, shared=False),
         pruner=make_pruner(config),
         load_if_exists=True,
     )
