@@ -13,8 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.losses import STRATEGIES
-from svmhpo.optim import OPTIMIZERS
+from svmhpo.params import OPTIMIZERS, STRATEGIES
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USER_ERROR", "main"]
 
@@ -138,7 +137,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_studies(args: argparse.Namespace) -> int:
-    from svmhpo.service import list_studies
+    from svmhpo.catalog import list_studies
 
     rows = list_studies(args.storage)
     if args.json:
@@ -157,14 +156,14 @@ def _cmd_studies(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from svmhpo.service import best_summary
+    from svmhpo.catalog import best_summary
 
     _print_summary(best_summary(args.study_name, args.storage), args.json)
     return EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from svmhpo.service import write_study_report
+    from svmhpo.catalog import write_study_report
 
     print(write_study_report(args.study_name, args.storage, args.out))
     return EXIT_OK

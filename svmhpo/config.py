@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from svmhpo.errors import ConfigError
-from svmhpo.losses import STRATEGIES
-from svmhpo.optim import OPTIMIZERS
+from svmhpo.params import OPTIMIZERS, STRATEGIES
 
 __all__ = ["PRUNERS", "SAMPLERS", "StudyConfig", "default_config_path", "load_config"]
 

@@ -12,10 +12,10 @@ import optuna
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 
+from svmhpo.catalog import WARM_START_ATTR
 from svmhpo.errors import SvmhpoError
 from svmhpo.plots import lr_finder_figure, results_markdown
 from svmhpo.storage import artifact_dir, mask_url, open_storage, resolve_storage_url
-from svmhpo.warmstart import WARM_START_ATTR
 
 __all__ = ["LR_FINDER_GRAPH_ID", "make_app", "publish", "serve"]
 

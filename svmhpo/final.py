@@ -18,28 +18,19 @@ import numpy as np
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from optuna.trial import TrialState
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
+from svmhpo.catalog import BASELINE_ATTR, FINAL_ATTR, best_trial
 from svmhpo.config import StudyConfig
 from svmhpo.data import DeviceData
 from svmhpo.objective import WORKER_ID
 from svmhpo.storage import artifact_dir
 from svmhpo.training import SVMParams, fit, held_out_metrics
 
-__all__ = ["BASELINE_ATTR", "FINAL_ATTR", "baseline", "finalize", "refit_best"]
+__all__ = ["baseline", "finalize", "refit_best"]
 
-FINAL_ATTR = "final"
-BASELINE_ATTR = "baseline"
 _PARAM_NAMES = {f.name for f in dataclasses.fields(SVMParams)}
-
-
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial, or ``None`` when every trial was pruned or failed."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return None
-    return study.best_trial
 
 
 def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: DeviceData) -> tuple[dict, torch.nn.Module]:

@@ -17,13 +17,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from svmhpo.params import STRATEGIES
+
 __all__ = ["REDUCTIONS", "STRATEGIES", "BinaryHingeLoss", "MultiClassHingeLoss"]
 
 Reduction = Literal["mean", "sum", "none"]
 Strategy = Literal["crammer_singer", "one_vs_rest"]
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
-STRATEGIES: tuple[str, ...] = ("crammer_singer", "one_vs_rest")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -21,11 +21,9 @@ from torchmetrics.functional.classification import multiclass_f1_score
 
 from svmhpo.losses import STRATEGIES, BinaryHingeLoss, MultiClassHingeLoss
 from svmhpo.optim import OPTIMIZERS, SCHEDULE_POWER, bottou_factor, build_optimizer, parameter_groups
+from svmhpo.params import VAL_ACC
 
 __all__ = ["VAL_ACC", "DivergedError", "LinearSVM", "SVMModule", "backward_is_plain"]
-
-#: The validation metric the study optimises and the pruning callback monitors. One name, here.
-VAL_ACC = "val_acc"
 
 
 _BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")

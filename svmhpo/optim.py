@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "bottou_factor", "build_optimizer", "parameter_groups"]
+from svmhpo.params import OPTIMIZERS
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "asgd", "adam", "adamw")
+__all__ = ["OPTIMIZERS", "bottou_factor", "build_optimizer", "parameter_groups"]
 
 #: Exponent of Bottou's schedule per optimizer; ``None`` means a constant rate.
 SCHEDULE_POWER: dict[str, float | None] = {"sgd": 1.0, "asgd": 0.75, "adam": None, "adamw": None}

@@ -17,8 +17,7 @@ import plotly.graph_objects as go
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.trial import TrialState
 
-from svmhpo.final import BASELINE_ATTR, FINAL_ATTR
-from svmhpo.warmstart import WARM_START_ATTR
+from svmhpo.catalog import BASELINE_ATTR, FINAL_ATTR, WARM_START_ATTR
 
 __all__ = ["Panel", "lr_finder_figure", "results_markdown", "results_table_html", "study_panels"]
 

@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.config import StudyConfig
-from svmhpo.training import SVMParams
+from svmhpo.params import SVMParams
 
 __all__ = ["SnapshotPruner", "make_pruner", "make_sampler", "suggest"]
 

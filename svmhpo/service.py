@@ -1,4 +1,8 @@
-"""What the ``svmhpo`` commands do, as plain functions: init, run, worker, best, studies."""
+"""What the ``svmhpo`` commands that run studies do, as plain functions: init, run, worker.
+
+The commands that only read studies (``studies``, ``best``, ``report``) live in
+:mod:`svmhpo.catalog`, which does not import torch.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ from typing import Any
 
 import optuna
 
+from svmhpo.catalog import WARM_START_ATTR, summary
 from svmhpo.config import StudyConfig
 from svmhpo.dashboard import publish
 from svmhpo.errors import SvmhpoError
-from svmhpo.final import BASELINE_ATTR, FINAL_ATTR, best_trial, finalize
+from svmhpo.final import finalize
 from svmhpo.objective import WORKER_ID
-from svmhpo.storage import open_storage, resolve_storage_url
+from svmhpo.storage import resolve_storage_url
 from svmhpo.study import (
     FINISHED,
     Counts,
-    budget,
     count_trials,
     create_study,
     load_study,
@@ -24,9 +28,9 @@ from svmhpo.study import (
     run_workers,
     work,
 )
-from svmhpo.warmstart import WARM_START_ATTR, run_warm_start
+from svmhpo.warmstart import run_warm_start
 
-__all__ = ["best_summary", "init_study", "list_studies", "run_study", "run_worker", "summary", "write_study_report"]
+__all__ = ["init_study", "run_study", "run_worker"]
 
 
 def init_study(config: StudyConfig, url: str | None = None, *, warm: bool = True) -> optuna.Study:
@@ -107,60 +111,3 @@ def run_worker(
         finalize(study, config, data, url)
         publish(study)
     return summary(study)
-
-
-def summary(study: optuna.Study) -> dict[str, Any]:
-    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data."""
-    counts = count_trials(study)
-    attrs = study.user_attrs
-    best = best_trial(study)
-    return {
-        "study": study.study_name,
-        "budget": budget(attrs),
-        "trials": {
-            "complete": counts.complete,
-            "pruned": counts.pruned,
-            "failed": counts.failed,
-            "running": counts.running,
-            "waiting": counts.waiting,
-        },
-        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
-        "final": attrs.get(FINAL_ATTR),
-        "baseline": attrs.get(BASELINE_ATTR),
-        "warm_start": {k: v.get("chosen_lr") for k, v in (attrs.get(WARM_START_ATTR) or {}).items()},
-    }
-
-
-def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
-    """:func:`summary` of the study ``name``."""
-    study, _ = load_study(name, url)
-    return summary(study)
-
-
-def write_study_report(name: str, url: str | None = None, out_dir: str = "reports") -> str:
-    """Write the HTML report of study ``name`` into ``out_dir``; return its path."""
-    from svmhpo.report import write_report
-
-    study, _ = load_study(name, url)
-    return str(write_report(study, out_dir))
-
-
-def list_studies(url: str | None = None) -> list[dict[str, Any]]:
-    """Every study in the storage with its trial counts and best value."""
-    storage = open_storage(url, heartbeat_interval=None)
-    rows = []
-    for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
-        study = optuna.load_study(study_name=s.study_name, storage=storage)
-        counts = count_trials(study)
-        rows.append(
-            {
-                "study": s.study_name,
-                "complete": counts.complete,
-                "pruned": counts.pruned,
-                "failed": counts.failed,
-                "budget": budget(s.user_attrs),
-                "best_val_acc": counts.best,
-                "test_acc": (s.user_attrs.get(FINAL_ATTR) or {}).get("test_acc"),
-            }
-        )
-    return rows

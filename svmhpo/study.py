@@ -18,16 +18,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
 
 from svmhpo.config import StudyConfig
-from svmhpo.data import DeviceData, prepare_data
 from svmhpo.errors import ConfigError, StorageError, SvmhpoError
-from svmhpo.objective import Objective
 from svmhpo.search import make_pruner, make_sampler
 from svmhpo.storage import mask_url, open_storage, resolve_storage_url
+
+if TYPE_CHECKING:  # the trial loop needs torch; opening and counting studies does not
+    from svmhpo.data import DeviceData
+    from svmhpo.objective import Objective
 
 __all__ = [
     "CONFIG_ATTR",
@@ -163,9 +166,11 @@ def budget(user_attrs: dict) -> int | None:
 
 def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
     """Load and split the study's data once for this process, on the training device."""
-    if device is None:
-        import torch
+    import torch
 
+    from svmhpo.data import prepare_data
+
+    if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     d = config.data
     return prepare_data(
@@ -209,7 +214,10 @@ def work(
     Stale trials of dead workers are failed and re-queued by the storage's heartbeat callback
     when this process starts a trial. Returns the final counts.
     """
-    objective = objective or Objective(config, data)
+    if objective is None:
+        from svmhpo.objective import Objective
+
+        objective = Objective(config, data)
     stopper = _StopWhen(config.trials, on_trial)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:

@@ -10,31 +10,15 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import lightning.pytorch as pl
 import torch
 
 from svmhpo.data import DeviceData, TensorBatches
 from svmhpo.model import SVMModule
+from svmhpo.params import SVMParams
 
 __all__ = ["SVMParams", "build_module", "fit", "held_out_metrics", "make_trainer", "quiet_lightning", "train_loader"]
-
-
-@dataclass(frozen=True)
-class SVMParams:
-    """The hyperparameters a study searches, with the defaults of a good digits fit."""
-
-    lr: float = 0.1
-    weight_decay: float = 1e-4
-    squared: bool = False
-    strategy: str = "crammer_singer"
-    optimizer: str = "sgd"
-    C: float = 1.0
-    margin: float = 1.0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def quiet_lightning() -> None:

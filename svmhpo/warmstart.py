@@ -27,13 +27,13 @@ import numpy as np
 import optuna
 from lightning.pytorch.tuner import Tuner
 
+from svmhpo.catalog import WARM_START_ATTR
 from svmhpo.config import StudyConfig
 from svmhpo.data import DeviceData
 from svmhpo.training import SVMParams, build_module, make_trainer, train_loader
 
-__all__ = ["WARM_START_ATTR", "LRCurve", "enqueue_warm_start", "find_lr", "pick_lr", "run_warm_start"]
+__all__ = ["LRCurve", "enqueue_warm_start", "find_lr", "pick_lr", "run_warm_start"]
 
-WARM_START_ATTR = "warm_start"
 SKIP_BEGIN = 10
 BACKOFF = 3.0
 

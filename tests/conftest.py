@@ -122,10 +122,10 @@ def study_config(tmp_path: Path):
 # --- a small finished study for the report and browser tests -----------------------------------
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> tuple[str, str]:
+    """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
     from svmhpo.config import load_config
     from svmhpo.service import run_study
 
-    """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
     tmp = tmp_path_factory.mktemp("report")
     config_path = tmp / "r.toml"
     config_path.write_text(

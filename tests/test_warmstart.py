@@ -6,11 +6,12 @@ import numpy as np
 import optuna
 import pytest
 
+from svmhpo.catalog import WARM_START_ATTR
 from svmhpo.config import StudyConfig, WarmStartConfig
 from svmhpo.data import DeviceData
 from svmhpo.storage import open_storage
 from svmhpo.training import SVMParams, fit
-from svmhpo.warmstart import WARM_START_ATTR, find_lr, pick_lr, run_warm_start
+from svmhpo.warmstart import find_lr, pick_lr, run_warm_start
 
 
 def test_pick_lr_on_a_synthetic_curve() -> None:
