@@ -106,6 +106,34 @@ def test_dockerfile_structure() -> None:
     assert [v for k, v in steps if k == "ENTRYPOINT"] == ['["svmhpo"]']
 
 
+def _compose_cli() -> list[str] | None:
+    """``docker compose`` (v2 plugin) or ``docker-compose`` (v1, Debian's package), if either runs."""
+    candidates = [["docker", "compose"], ["docker-compose"]]
+    for cli in candidates:
+        if shutil.which(cli[0]) is None:
+            continue
+        probe = subprocess.run([*cli, "version"], capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            return cli
+    return None
+
+
+@pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.gpu.yml"]])
+def test_compose_config_validates(files: list[str], tmp_path: Path) -> None:
+    """The compose CLI validates the files against the Compose schema; no engine is needed for that."""
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no compose CLI (docker compose or docker-compose): 'compose config' SKIPPED")
+    args = [arg for f in files for arg in ("-f", str(ROOT / f))]
+    env = dict(os.environ, POSTGRES_PASSWORD="ci")
+    done = subprocess.run([*cli, *args, "config", "-q"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    broken = tmp_path / "broken.yml"  # and it does reject what is wrong
+    broken.write_text("services:\n  worker:\n    image: x\n    depends_on:\n      init:\n        condition: soon\n")
+    done = subprocess.run([*cli, "-f", str(broken), "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+
+
 def test_dockerfile_lint() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(hadolint).exists():
