@@ -34,7 +34,7 @@ def backward_is_plain(trainer: pl.Trainer) -> bool:
 
     That holds for 32-bit precision on one device when neither the module nor any callback
     implements a backward hook. Then the training step calls ``loss.backward()`` itself and
-    skips four hook dispatches per update, 5% of a digits fit; under mixed precision (which scales
+    skips four hook dispatches per update, about 4% of a digits fit; under mixed precision (which scales
     the loss), several devices, or a callback with a backward hook, it keeps ``manual_backward``.
     """
     module = trainer.lightning_module
