@@ -28,6 +28,7 @@ import torch
 from svmhpo.config import StudyConfig
 from svmhpo.model import VAL_ACC
 from svmhpo.objective import Objective
+from svmhpo.search import make_sampler
 from svmhpo.study import create_study, work
 
 REPORTS = 10
@@ -53,13 +54,13 @@ def noop_fit(params, data, *, epochs, batch_size, seed, callbacks=()):
 
 def vanilla(url: str, trials: int) -> float:
     """Seconds per trial of plain Optuna with the same sampler, pruner and reports."""
+    config = StudyConfig()
     study = optuna.create_study(
         storage=url,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=10),
+        sampler=make_sampler(config, seed=0, shared=False),  # the plain TPESampler svmhpo uses alone
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
     )
-    config = StudyConfig()
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", *config.search.lr, log=True)
