@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import SGDClassifier
 
-from svmhpo.data import load_dataset, split_dataset
-from svmhpo.training import SVMParams, fit
+from svmhpo.svm.data import load_dataset, split_dataset
+from svmhpo.svm.params import SVMParams
+from svmhpo.svm.training import fit
 
 BATCH_SIZES = (64, 256, 1024)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from svmhpo.data import DeviceData, prepare_data
-from svmhpo.training import SVMParams, build_module, fit, train_loader
+from svmhpo.svm.data import DeviceData, prepare_data
+from svmhpo.svm.params import SVMParams
+from svmhpo.svm.training import build_module, fit, train_loader
 
 EPOCHS = 20
 BATCH_SIZE = 64

@@ -10,25 +10,17 @@ Published references for linear models on raw MNIST pixels are 88–92 %.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
 
-from svmhpo.config import load_config
-from svmhpo.service import run_study
-
-ROOT = Path(__file__).resolve().parent.parent
+from svmhpo.hpo.config import load_config
+from svmhpo.hpo.service import run_study
 
 
 def main(source: str = "synthetic:70000x784x10", trials: int = 12, epochs: int = 5) -> dict:
-    config = load_config(ROOT / "studies" / "mnist.toml")
-    config = dataclasses.replace(
-        config,
-        name="mnist-bench",
-        trials=trials,
-        data=dataclasses.replace(config.data, source=source),
-        training=dataclasses.replace(config.training, epochs=epochs),
+    config = load_config("mnist").replace(
+        name="mnist-bench", trials=trials, data={"source": source}, training={"epochs": epochs}
     )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

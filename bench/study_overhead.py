@@ -5,8 +5,8 @@ check each) against a fresh SQLite file, side by side in one run, and prints mil
 trial:
 
 - vanilla Optuna on SQLite with default settings (``sqlite:///file``);
-- svmhpo's study loop (:func:`svmhpo.study.work`) with its storage, the Objective and the
-  Lightning pruning callback's report path, and a no-op trainer;
+- svmhpo's trial loop (:func:`svmhpo.hpo.runner.run_trials`) with its storage, the Objective, the
+  Lightning pruning callback and the no-op trainer of :mod:`svmhpo.testing`;
 - the same without heartbeats, to show what crash recovery costs (vanilla has none).
 
 Target: svmhpo at most 30 ms per trial.
@@ -17,39 +17,20 @@ Target: svmhpo at most 30 ms per trial.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
-import torch
 
-from svmhpo.config import StudyConfig
-from svmhpo.model import VAL_ACC
-from svmhpo.objective import Objective
-from svmhpo.search import make_sampler
-from svmhpo.study import create_study, work
+from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.runner import run_trials
+from svmhpo.hpo.space import make_sampler
+from svmhpo.hpo.studies import create_study
+from svmhpo.testing import NoOpTrainer, noop_score
 
 REPORTS = 10
-
-
-class _FakeTrainer:
-    def __init__(self, value: float) -> None:
-        self.callback_metrics = {VAL_ACC: torch.tensor(value)}
-
-
-def noop_fit(params, data, *, epochs, batch_size, seed, callbacks=()):
-    """Report REPORTS values through the real pruning callback's path, without training."""
-    pruning = callbacks[0]
-    trial = pruning._trial
-    value = 0.0
-    for epoch in range(REPORTS):
-        value = min(1.0, params.lr * (epoch + 1) / REPORTS)
-        trial.report(value, step=epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-    return None, _FakeTrainer(value)
 
 
 def vanilla(url: str, trials: int) -> float:
@@ -70,7 +51,7 @@ def vanilla(url: str, trials: int) -> float:
         trial.suggest_categorical("optimizer", list(config.search.optimizer))
         value = 0.0
         for epoch in range(REPORTS):
-            value = min(1.0, lr * (epoch + 1) / REPORTS)
+            value = noop_score(lr, epoch, REPORTS)
             trial.report(value, step=epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -82,14 +63,15 @@ def vanilla(url: str, trials: int) -> float:
 
 
 def ours(url: str, trials: int, *, heartbeat: bool = True) -> float:
-    """Seconds per trial of svmhpo's work() loop with a no-op trainer."""
-    config = dataclasses.replace(StudyConfig(), trials=trials, name="overhead")
+    """Seconds per trial of svmhpo's trial loop (run_trials) with a no-op trainer."""
+    config = StudyConfig().replace(trials=trials, name="overhead")
+    config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": REPORTS})})
     if not heartbeat:
-        config = dataclasses.replace(config, heartbeat_interval=0)
-    study, _ = create_study(config, url)
-    objective = Objective(config, data=None, fit_fn=noop_fit)  # type: ignore[arg-type]
+        config = config.model_copy(update={"heartbeat_interval": None})  # not a user setting: off for this side
+    study = create_study(config, url)
+    objective = Objective(config, data=None, fit_fn=NoOpTrainer())
     start = time.perf_counter()
-    counts = work(study, config, None, objective=objective)  # type: ignore[arg-type]
+    counts = run_trials(study, objective)
     assert counts.finished == trials
     return (time.perf_counter() - start) / trials
 

@@ -11,7 +11,6 @@ over seeds are compared. Also printed: the validation accuracy of the warm-start
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import tempfile
 from pathlib import Path
@@ -19,9 +18,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from svmhpo.config import StudyConfig, load_config
-from svmhpo.service import run_study
-from svmhpo.storage import open_storage
+from svmhpo.hpo.config import StudyConfig, load_config
+from svmhpo.hpo.service import run_study
+from svmhpo.hpo.storage import open_storage
 
 
 def trials_to_reach(study: optuna.Study, target: float) -> int | None:
@@ -38,7 +37,7 @@ def trials_to_reach(study: optuna.Study, target: float) -> int | None:
 
 def one_study(config: StudyConfig, url: str, warm: bool) -> optuna.Study:
     run_study(config, url, warm=warm)
-    return optuna.load_study(study_name=config.name, storage=open_storage(url, heartbeat_interval=None))
+    return optuna.load_study(study_name=config.name, storage=open_storage(url))
 
 
 def main(seeds: int = 5, trials: int = 40, target: float = 0.96) -> dict:
@@ -49,9 +48,7 @@ def main(seeds: int = 5, trials: int = 40, target: float = 0.96) -> dict:
         for seed in range(seeds):
             row = {"seed": seed}
             for warm in (True, False):
-                config = dataclasses.replace(
-                    base, name=f"{'warm' if warm else 'cold'}-{seed}", seed=seed, trials=trials
-                )
+                config = base.replace(name=f"{'warm' if warm else 'cold'}-{seed}", seed=seed, trials=trials)
                 study = one_study(config, url, warm)
                 row["warm" if warm else "cold"] = trials_to_reach(study, target)
                 if warm:

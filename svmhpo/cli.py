@@ -1,8 +1,11 @@
-"""The ``svmhpo`` command line: parse arguments, call the library, map errors to exit codes.
+"""The ``svmhpo`` command line: parse arguments, call the library, map errors to exit statuses.
 
 Every command is a thin call into the library; :func:`main` takes ``argv`` so tests run it
-in-process. User errors (:class:`~svmhpo.errors.SvmhpoError`) become one line on stderr and exit
-code :data:`EXIT_USER_ERROR`; this is the only place where exceptions become exit codes.
+in-process. This is the one place where exceptions become exit statuses (:class:`ExitStatus`):
+a user error (:class:`~svmhpo.errors.SvmhpoError`) is one line on stderr, or its traceback with
+``--debug``; anything else is a bug and keeps its traceback. The options of ``train`` and the
+numeric checks of every option come from the settings' one definition in
+:mod:`svmhpo.svm.params` and :mod:`svmhpo.hpo.config`.
 """
 
 from __future__ import annotations
@@ -10,35 +13,82 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
+from enum import IntEnum
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.params import OPTIMIZERS, STRATEGIES
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USER_ERROR", "main"]
-
-EXIT_OK = 0
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["ExitStatus", "main"]
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from svmhpo.data import prepare_data
-    from svmhpo.training import SVMParams, fit, held_out_metrics
+class ExitStatus(IntEnum):
+    """What ``svmhpo`` exits with."""
+
+    OK = 0
+    #: The user can fix it: a bad config, data file, storage URL or value (one line on stderr).
+    USER_ERROR = 1
+    #: The command line itself is wrong (argparse's usage message).
+    USAGE = 2
+    #: A bug in svmhpo: the traceback is printed (sysexits' EX_SOFTWARE).
+    INTERNAL_ERROR = 70
+    #: Ctrl-C.
+    INTERRUPTED = 130
+
+
+def _checked(kind: type, low: float | None, low_inclusive: bool, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: parse ``kind`` and check it against the bounds of its definition."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            expected = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if low is not None and (value < low or (value == low and not low_inclusive)):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if low_inclusive else '>'} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_setting(parser: argparse.ArgumentParser, model: type[BaseModel], name: str, flag: str | None = None) -> None:
+    """Add ``--name`` for setting ``name`` of ``model``: its type, default, bounds, choices and help."""
+    from svmhpo.svm.params import bounds
+
+    info = model.model_fields[name]
+    flag = flag or "--" + name.replace("_", "-")
+    kind = info.annotation
+    if kind is bool:
+        parser.add_argument(flag, action="store_true", default=info.default, help=info.description)
+        return
+    help_text = f"{info.description} (default: %(default)s)"
+    if get_origin(kind) is Literal:
+        parser.add_argument(flag, choices=get_args(kind), default=info.default, help=help_text)
+    else:
+        low, low_inclusive, _, _ = bounds(info)
+        parser.add_argument(flag, type=_checked(kind, low, low_inclusive), default=info.default, help=help_text)
+
+
+def _cmd_train(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.svm.data import prepare_data
+    from svmhpo.svm.params import VAL_ACC, SVMParams
+    from svmhpo.svm.training import fit, held_out_metrics
 
     data = prepare_data(args.data, seed=args.seed, scaling=args.scaling)
-    params = SVMParams(
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        squared=args.squared,
-        strategy=args.strategy,
-        optimizer=args.optimizer,
-    )
+    params = SVMParams(**{name: getattr(args, name) for name in SVMParams.model_fields})
     module, trainer = fit(params, data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     result = {
         "data": data.name,
         "params": params.as_dict(),
-        "val_acc": float(trainer.callback_metrics["val_acc"]),
+        "val_acc": float(trainer.callback_metrics[VAL_ACC]),
         "test": held_out_metrics(module, data.x_test, data.y_test),
     }
     if args.json:
@@ -48,19 +98,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"{data.name}: val_acc {result['val_acc']:.4f}, test_acc {result['test']['acc']:.4f}, "
             f"test_f1 {result['test']['f1']:.4f}  ({', '.join(f'{k}={v}' for k, v in params.as_dict().items())})"
         )
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _config(args: argparse.Namespace):
-    from pathlib import Path
+    from svmhpo.hpo.config import load_config
 
-    from svmhpo.config import default_config_path, load_config
-
-    path = args.config
-    if path is not None and not Path(path).suffix and not Path(path).exists():
-        path = default_config_path().parent / f"{path}.toml"  # a bundled study by name: --config mnist
-    config = load_config(path)
-    return config.replace(name=args.study_name, trials=getattr(args, "trials", None))
+    return load_config(args.config).replace(name=args.study_name, trials=getattr(args, "trials", None))
 
 
 def _print_summary(result: dict, as_json: bool) -> None:
@@ -92,17 +136,12 @@ def _print_summary(result: dict, as_json: bool) -> None:
         )
 
 
-def _progress(budget: int, quiet: bool):
-    from svmhpo.progress import StudyProgress
-
-    return StudyProgress(budget, enabled=False if quiet else None)
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from svmhpo.service import run_study
+def _cmd_run(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.service import run_study
+    from svmhpo.view.progress import StudyProgress
 
     config = _config(args)
-    progress = _progress(config.trials, args.quiet)
+    progress = StudyProgress(config.trials, enabled=False if args.quiet else None)
     try:
         result = run_study(
             config,
@@ -115,34 +154,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     _print_summary(result, args.json)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_init(args: argparse.Namespace) -> int:
-    from svmhpo.service import init_study
+def _cmd_init(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.service import init_study
 
     config = _config(args)
     study = init_study(config, args.storage, warm=not args.no_warm_start)
     print(f"study {study.study_name}: ready (budget {config.trials})")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from svmhpo.service import run_worker
+def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.service import run_worker
 
     result = run_worker(args.study_name, args.storage, worker_index=args.worker_index, timeout=args.timeout)
     if not args.quiet:
         _print_summary(result, as_json=False)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_studies(args: argparse.Namespace) -> int:
-    from svmhpo.catalog import list_studies
+def _cmd_studies(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.view.catalog import list_studies
 
     rows = list_studies(args.storage)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return EXIT_OK
+        return ExitStatus.OK
     if not rows:
         print("no studies")
     for r in rows:
@@ -152,108 +191,137 @@ def _cmd_studies(args: argparse.Namespace) -> int:
             f"{r['study']}: {r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed, "
             f"budget {r['budget']}, best val_acc {best}, test acc {test}"
         )
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_best(args: argparse.Namespace) -> int:
-    from svmhpo.catalog import best_summary
+def _cmd_best(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.view.catalog import best_summary
 
     _print_summary(best_summary(args.study_name, args.storage), args.json)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from svmhpo.catalog import write_study_report
+def _cmd_report(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.view.catalog import write_study_report
 
     print(write_study_report(args.study_name, args.storage, args.out))
-    return EXIT_OK
+    return ExitStatus.OK
 
 
-def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from svmhpo.dashboard import serve
+def _cmd_dashboard(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.view.dashboard import serve
 
     serve(args.storage, host=args.host, port=args.port)
-    return EXIT_OK
+    return ExitStatus.OK
+
+
+STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
+POSITIVE_INT = _checked(int, 1, True)
+POSITIVE_FLOAT = _checked(float, 0, False)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from svmhpo.hpo.config import StudyConfig
+    from svmhpo.svm.params import SCALINGS, FitSettings, SVMParams
+
+    debug_help = "show the traceback of an error"
     parser = argparse.ArgumentParser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    common = argparse.ArgumentParser(add_help=False)  # --debug after the command too, not resetting it
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train one SVM and print validation and test metrics")
-    train.add_argument("--data", default="digits", help="digits, mnist, fashion-mnist, synthetic[:NxDxK] or a file")
-    train.add_argument("--lr", type=float, default=0.1)
-    train.add_argument("--weight-decay", type=float, default=1e-4)
-    train.add_argument("--squared", action="store_true", help="squared hinge loss")
-    train.add_argument("--strategy", choices=STRATEGIES, default="crammer_singer")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--scaling", choices=("standard", "minmax", "none"), default="standard")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--json", action="store_true", help="print the result as JSON")
-    train.set_defaults(handler=_cmd_train)
+    def command(name: str, handler: Callable[[argparse.Namespace], ExitStatus], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        p.set_defaults(handler=handler)
+        return p
 
-    storage_help = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
+    train = command("train", _cmd_train, "train one SVM and print validation and test metrics")
+    train.add_argument("--data", default="digits", help="digits, mnist, fashion-mnist, synthetic[:NxDxK] or a file")
+    for name in SVMParams.model_fields:
+        _add_setting(train, SVMParams, name, flag="--C" if name == "C" else None)
+    for name in FitSettings.model_fields:
+        _add_setting(train, FitSettings, name)
+    train.add_argument("--scaling", choices=SCALINGS, default="standard", help="feature scaling (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default: %(default)s)")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+
     for name, handler, text in (
         ("run", _cmd_run, "create or continue a study and run it until its trial budget is met"),
         ("init", _cmd_init, "create a study and record its warm start, running no trials"),
     ):
-        p = sub.add_parser(name, help=text)
+        p = command(name, handler, text)
         p.add_argument("--config", help="study config (TOML), or the name of one in studies/ (default: digits)")
-        p.add_argument("--trials", type=int, help="total budget of finished trials (complete + pruned)")
-        p.add_argument("--storage", help=storage_help)
+        p.add_argument(
+            "--trials",
+            type=POSITIVE_INT,
+            help=f"total budget of finished trials, complete + pruned (default: the config's, {StudyConfig().trials})",
+        )
+        p.add_argument("--storage", help=STORAGE_HELP)
         p.add_argument("--study-name", help="study name (default: the config's)")
         p.add_argument("--no-warm-start", action="store_true", help="skip the LR-finder warm start")
         if name == "run":
-            p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
-            p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+            p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")
+            p.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
             p.add_argument("--json", action="store_true", help="print the result as JSON")
             p.add_argument("--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(handler=handler)
 
-    worker = sub.add_parser("worker", help="join an existing study and run trials until its budget is met")
-    worker.add_argument("--study-name", required=True)
-    worker.add_argument("--storage", help=storage_help)
-    worker.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    worker = command("worker", _cmd_worker, "join an existing study and run trials until its budget is met")
+    worker.add_argument("--study-name", required=True, help="the study to join")
+    worker.add_argument("--storage", help=STORAGE_HELP)
+    worker.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--quiet", action="store_true", help="print nothing when done")
-    worker.set_defaults(handler=_cmd_worker)
 
-    studies = sub.add_parser("studies", help="list the studies in a storage")
-    studies.add_argument("--storage", help=storage_help)
-    studies.add_argument("--json", action="store_true")
-    studies.set_defaults(handler=_cmd_studies)
+    studies = command("studies", _cmd_studies, "list the studies in a storage")
+    studies.add_argument("--storage", help=STORAGE_HELP)
+    studies.add_argument("--json", action="store_true", help="print the list as JSON")
 
-    best = sub.add_parser("best", help="the best trial, its test result and the LinearSVC baseline")
-    best.add_argument("--study-name", default="digits")
-    best.add_argument("--storage", help=storage_help)
-    best.add_argument("--json", action="store_true")
-    best.set_defaults(handler=_cmd_best)
+    best = command("best", _cmd_best, "the best trial, its test result and the LinearSVC baseline")
+    best.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
+    best.add_argument("--storage", help=STORAGE_HELP)
+    best.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    report = sub.add_parser("report", help="write a self-contained HTML report of a study")
-    report.add_argument("--study-name", default="digits")
-    report.add_argument("--storage", help=storage_help)
-    report.add_argument("--out", default="reports", help="output folder (default: reports/)")
-    report.set_defaults(handler=_cmd_report)
+    report = command("report", _cmd_report, "write a self-contained HTML report of a study")
+    report.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
+    report.add_argument("--storage", help=STORAGE_HELP)
+    report.add_argument("--out", default="reports", help="output folder (default: %(default)s/)")
 
-    dash = sub.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
-    dash.add_argument("--storage", help=storage_help)
-    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    dash.add_argument("--port", type=int, default=8080)
-    dash.set_defaults(handler=_cmd_dashboard)
+    dash = command("dashboard", _cmd_dashboard, "serve optuna-dashboard on the study storage")
+    dash.add_argument("--storage", help=STORAGE_HELP)
+    dash.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
+    dash.add_argument("--port", type=_checked(int, 1, True, 65535), default=8080, help="port (default: %(default)s)")
     return parser
 
 
+def _quiet_optuna() -> None:
+    """The command line's own output replaces Optuna's per-trial log lines and experimental warnings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    args = _parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return ExitStatus.OK if exc.code in (0, None) else ExitStatus.USAGE
+    if args.command != "train":
+        _quiet_optuna()
+    handler: Callable[[argparse.Namespace], ExitStatus] = args.handler
     try:
         return handler(args)
     except SvmhpoError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"svmhpo: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return ExitStatus.USER_ERROR
     except KeyboardInterrupt:
         print("svmhpo: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitStatus.INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print("svmhpo: internal error: this is a bug in svmhpo; the traceback above says where", file=sys.stderr)
+        return ExitStatus.INTERNAL_ERROR

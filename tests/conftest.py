@@ -1,28 +1,41 @@
-"""Shared fixtures: the digits split on CPU, loaded once per test session."""
+"""Shared fixtures. Importing this file loads neither torch nor Lightning: fixtures import them lazily."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import textwrap
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
 
-from svmhpo.data import DeviceData, prepare_data
-from svmhpo.training import quiet_lightning
-
-quiet_lightning()
-
+if TYPE_CHECKING:
+    from svmhpo.svm.data import DeviceData
 
 @pytest.fixture(scope="session")
 def digits() -> DeviceData:
     """The default 72/8/20 digits split (random_state 0), standardised, on CPU."""
+    from svmhpo.svm.data import prepare_data
+
     return prepare_data("digits", seed=0)
 
 
-# --- PostgreSQL ------------------------------------------------------------------------------
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import textwrap  # noqa: E402
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
+@pytest.fixture
+def noop_trainer(monkeypatch: pytest.MonkeyPatch):
+    """Make the no-op trainer (:mod:`svmhpo.testing`) the default of this test's in-process runs."""
+    from svmhpo.hpo import workers
+    from svmhpo.hpo.objective import Objective
+    from svmhpo.testing import NoOpTrainer
 
+    trainer = NoOpTrainer()
+    monkeypatch.setattr(Objective, "default_fit", staticmethod(trainer))
+    monkeypatch.setattr(workers, "WORKER_MODULE", "svmhpo.testing")
+    return trainer
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _pg_skipped: list[str] = []
 
@@ -123,8 +136,8 @@ def study_config(tmp_path: Path):
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> tuple[str, str]:
     """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
-    from svmhpo.config import load_config
-    from svmhpo.service import run_study
+    from svmhpo.hpo.config import load_config
+    from svmhpo.hpo.service import run_study
 
     tmp = tmp_path_factory.mktemp("report")
     config_path = tmp / "r.toml"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from svmhpo.cli import EXIT_USER_ERROR, main
+from svmhpo.cli import ExitStatus, main
 
 
 def test_train_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,7 +25,7 @@ def test_user_error_is_one_line_without_traceback() -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == EXIT_USER_ERROR
+    assert proc.returncode == ExitStatus.USER_ERROR
     assert proc.stderr.strip() == "svmhpo: error: /nonexistent/data.csv: no such file"
     assert "Traceback" not in proc.stderr
 

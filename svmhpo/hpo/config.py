@@ -1,0 +1,251 @@
+"""Study configuration: a small TOML file in ``studies/``, validated before anything runs.
+
+A config names the data set and split, the search space, the training budget, the sampler and
+pruner, the warm start and the seed. The models below are pydantic models; the types, defaults,
+ranges and choices of the hyperparameters come from :mod:`svmhpo.svm.params`. A file is
+validated strictly (no string for a number, no number for a boolean), and the first mistake
+becomes one line that names the file and the key, e.g.
+``studies/x.toml: [search] lr: low must be below high, got [1.0, 0.1]``.
+``StudyConfig.model_json_schema()`` gives the schema of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from svmhpo.errors import ConfigError
+from svmhpo.svm.params import (
+    OPTIMIZERS,
+    STRATEGIES,
+    BatchSize,
+    FitSettings,
+    Optimizer,
+    Scaling,
+    Strategy,
+    SVMParams,
+    search_range,
+)
+
+__all__ = ["PRUNERS", "SAMPLERS", "StudyConfig", "bundled_config", "bundled_configs", "load_config"]
+
+Sampler = Literal["tpe", "random", "qmc", "gp"]
+Pruner = Literal["median", "hyperband", "none"]
+SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
+PRUNERS: tuple[str, ...] = Pruner.__args__  # type: ignore[attr-defined]
+
+#: Where the shipped study configs live: ``studies/`` of the source tree.
+BUNDLED = Path(__file__).resolve().parents[2] / "studies"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _log_range(bounds: tuple[float, float]) -> tuple[float, float]:
+    low, high = bounds
+    if low <= 0:
+        raise ValueError(f"a log-uniform range needs low > 0, got {low}")
+    if low >= high:
+        raise ValueError(f"low must be below high, got {list(bounds)}")
+    return bounds
+
+
+def _choices(values: tuple) -> tuple:
+    if not values:
+        raise ValueError("needs at least one choice")
+    if len(set(values)) != len(values):
+        raise ValueError(f"choices repeat: {list(values)}")
+    return values
+
+
+class DataConfig(_Section):
+    source: str = "digits"
+    val_size: float = Field(0.08, gt=0, lt=1)
+    test_size: float = Field(0.2, gt=0, lt=1)
+    scaling: Scaling = "standard"
+
+    @model_validator(mode="after")
+    def _sizes(self) -> DataConfig:
+        if self.val_size + self.test_size >= 1:
+            raise ValueError(f"val_size + test_size must be below 1, got {self.val_size} + {self.test_size}")
+        return self
+
+
+class SearchConfig(_Section):
+    """The search space: log-uniform ``lr`` and ``weight_decay`` bounds and categorical choices."""
+
+    lr: tuple[float, float] = search_range("lr")
+    weight_decay: tuple[float, float] = search_range("weight_decay")
+    squared: tuple[bool, ...] = (False, True)
+    strategy: tuple[Strategy, ...] = STRATEGIES  # type: ignore[assignment]
+    optimizer: tuple[Optimizer, ...] = OPTIMIZERS  # type: ignore[assignment]
+    batch_size: tuple[BatchSize, ...] = ()  # empty: fixed at [training] batch_size, not searched
+
+    _ranges = field_validator("lr", "weight_decay")(_log_range)
+    _categorical = field_validator("squared", "strategy", "optimizer")(_choices)
+
+
+class WarmStartConfig(_Section):
+    enabled: bool = True
+    min_lr: float = Field(1e-6, gt=0)
+    max_lr: float = Field(10.0, gt=0)
+    num_training: int = Field(100, ge=20)
+    weight_decay: float = Field(SVMParams().weight_decay, ge=0)
+
+    @model_validator(mode="after")
+    def _sweep(self) -> WarmStartConfig:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be below max_lr, got {self.min_lr} and {self.max_lr}")
+        return self
+
+
+class BaselineConfig(_Section):
+    """``LinearSVC`` values of C tried on the validation split before the test comparison."""
+
+    C: tuple[Annotated[float, Field(gt=0)], ...] = Field((0.001, 0.01, 0.1, 1.0), min_length=1)
+    multi_class: Literal["crammer_singer", "ovr"] = "crammer_singer"
+
+
+_SECTIONS = ("data", "training", "search", "warm_start", "baseline")
+
+
+class StudyConfig(_Section):
+    """Everything a study needs. The ``[study]`` table's keys are the top-level fields."""
+
+    name: str = Field("digits", min_length=1)
+    trials: int = Field(200, ge=1)
+    seed: int = 0
+    sampler: Sampler = "tpe"
+    pruner: Pruner = "median"
+    heartbeat_interval: int = Field(10, ge=1)
+    grace_period: int = 30
+    data: DataConfig = DataConfig()
+    training: FitSettings = FitSettings()
+    search: SearchConfig = SearchConfig()
+    warm_start: WarmStartConfig = WarmStartConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    _path: str = PrivateAttr("<defaults>")
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _no_cmaes(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in ("cmaes", "cma-es"):
+            raise ValueError(
+                f"{value!r} is not one of {', '.join(SAMPLERS)} (CMA-ES cannot sample categorical parameters)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> StudyConfig:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period must exceed heartbeat_interval, got {self.grace_period} and {self.heartbeat_interval}"
+            )
+        return self
+
+    @property
+    def path(self) -> str:
+        """Where the config came from (a file, ``study 'x'`` or ``<defaults>``), for messages."""
+        return self._path
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        """A re-validated copy with fields changed: ``None`` leaves a field as it is, and a dict
+        for a section changes only the keys it names (``replace(data={"source": "mnist"})``)."""
+        raw = self.to_dict()
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key] = raw[key] | value
+            elif value is not None:
+                raw[key] = value
+        return _validate(raw, self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, stored on the study so that workers rebuild the same config."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: str = "<study>") -> StudyConfig:
+        """Rebuild (and re-validate) a config from :meth:`to_dict`'s form."""
+        return _validate(raw, path)
+
+
+def _where(loc: tuple, path: str) -> str:
+    """``path: [section] key`` of a pydantic error location."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if parts and parts[0] in _SECTIONS:
+        section, keys = parts[0], parts[1:]
+    else:
+        section, keys = "study", parts
+    return f"{path}: [{section}]" + (f" {keys[0]}" if keys else "")
+
+
+def _message(error: dict, path: str) -> str:
+    where = _where(error["loc"], path)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        section_where, _, key = where.rpartition(" ")
+        return f"{section_where} unknown key {key!r}"
+    text = error["msg"].removeprefix("Value error, ")
+    text = text[0].lower() + text[1:]
+    if kind != "value_error":
+        text += f", got {error['input']!r}"
+    return f"{where}: {text}"
+
+
+def _validate(raw: dict[str, Any], path: str) -> StudyConfig:
+    try:
+        config = StudyConfig.model_validate_json(json.dumps(raw, default=str), strict=True)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0], path)) from None
+    config._path = path
+    return config
+
+
+def _flatten(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """The TOML layout (a ``[study]`` table beside the sections) as the model's fields."""
+    known = ("study", *_SECTIONS)
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown section [{key}] (known: {', '.join(known)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: [{key}] must be a table, got {value!r}")
+    study = raw.get("study", {})
+    clash = sorted(set(study) & set(_SECTIONS))
+    if clash:
+        raise ConfigError(f"{path}: [study] unknown key {clash[0]!r}")
+    return {**study, **{k: v for k, v in raw.items() if k != "study"}}
+
+
+def bundled_configs() -> list[str]:
+    """Names of the study configs shipped with svmhpo (``digits``, ``mnist``, …)."""
+    return sorted(p.stem for p in BUNDLED.glob("*.toml"))
+
+
+def bundled_config(name: str) -> Path:
+    """The shipped config ``name`` (``studies/<name>.toml``)."""
+    return BUNDLED / f"{name}.toml"
+
+
+def load_config(source: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study config: a TOML path, a shipped config's name, or ``None`` for digits."""
+    if source is None:
+        default = bundled_config("digits")
+        return load_config(default) if default.exists() else StudyConfig()
+    path = Path(source)
+    if not path.suffix and not path.exists() and (BUNDLED / f"{source}.toml").exists():
+        path = bundled_config(str(source))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        shipped = ", ".join(bundled_configs())
+        raise ConfigError(f"{path}: no such config file (shipped configs: {shipped})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return _validate(_flatten(raw, str(path)), str(path))

@@ -1,0 +1,115 @@
+"""When the budget is spent: refit the best trial, score it once on the test set, compare with LinearSVC.
+
+The best parameters are retrained on train+validation and scored once on the held-out test set.
+The model is saved as an Optuna artifact (a file in :func:`~svmhpo.hpo.storage.artifact_dir`), and the
+result is stored on the study as the user attribute ``final``. The same split is fitted with
+scikit-learn's ``LinearSVC`` (C chosen on the validation split from ``[baseline] C``), stored as
+``baseline``, so that the tuned hand-written SVM is seen next to the standard tool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.svm import LinearSVC
+
+from svmhpo.hpo import records
+from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.space import decode
+from svmhpo.hpo.storage import artifact_dir
+from svmhpo.hpo.studies import best_trial
+from svmhpo.svm.data import DeviceData
+from svmhpo.svm.training import fit, held_out_metrics
+
+__all__ = ["baseline", "finalize", "refit_best"]
+
+def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: DeviceData) -> tuple[dict, torch.nn.Module]:
+    """Retrain ``trial``'s parameters on train+validation; score once on the test set."""
+    params, batch_size = decode(trial.params, config)
+    x, y = data.train_and_val()
+    merged = dataclasses.replace(data, x_train=x, y_train=y)
+    start = time.perf_counter()
+    module, _ = fit(
+        params,
+        merged,
+        epochs=config.training.epochs,
+        batch_size=batch_size,
+        seed=records.trial_seed(trial, config.seed),
+        validate=False,
+    )
+    metrics = held_out_metrics(module, data.x_test, data.y_test)
+    result = {
+        "trial": trial.number,
+        "params": trial.params,
+        "val_acc": trial.value,
+        "test_acc": metrics["acc"],
+        "test_f1": metrics["f1"],
+        "fit_seconds": round(time.perf_counter() - start, 3),
+        "worker": records.WORKER_ID,
+    }
+    return result, module
+
+
+def baseline(config: StudyConfig, data: DeviceData) -> dict:
+    """``LinearSVC`` on the same split: C picked on validation, refit on train+val, scored on test."""
+    x_train, y_train = data.x_train.cpu().numpy(), data.y_train.cpu().numpy()
+    x_val, y_val = data.x_val.cpu().numpy(), data.y_val.cpu().numpy()
+    x_test, y_test = data.x_test.cpu().numpy(), data.y_test.cpu().numpy()
+    start = time.perf_counter()
+    scores = {}
+    for C in config.baseline.C:
+        model = LinearSVC(C=C, multi_class=config.baseline.multi_class, random_state=config.seed, max_iter=5000)
+        scores[C] = model.fit(x_train, y_train).score(x_val, y_val)
+    best_c = max(scores, key=lambda c: (scores[c], -c))
+    model = LinearSVC(C=best_c, multi_class=config.baseline.multi_class, random_state=config.seed, max_iter=5000)
+    model.fit(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+    predicted = model.predict(x_test)
+    return {
+        "model": f"sklearn.svm.LinearSVC(multi_class={config.baseline.multi_class!r})",
+        "C": best_c,
+        "val_acc": scores[best_c],
+        "test_acc": float(accuracy_score(y_test, predicted)),
+        "test_f1": float(f1_score(y_test, predicted, average="macro")),
+        "fit_seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _save_model(study: optuna.Study, module: torch.nn.Module, data: DeviceData, url: str, result: dict) -> dict:
+    store_dir = artifact_dir(url)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{study.study_name}-trial{result['trial']}.pt"
+        torch.save(
+            {"hparams": dict(module.hparams), "state_dict": module.state_dict(), "classes": data.classes.tolist()}, path
+        )
+        artifact_id = upload_artifact(
+            artifact_store=FileSystemArtifactStore(str(store_dir)), file_path=str(path), study_or_trial=study
+        )
+    return {"model_artifact_id": artifact_id, "model_path": str(store_dir / artifact_id)}
+
+
+def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str) -> dict | None:
+    """Store ``final`` and ``baseline`` on the study unless they already describe the best trial.
+
+    Returns the ``final`` record, or ``None`` when no trial completed.
+    """
+    trial = best_trial(study)
+    if trial is None:
+        return None
+    stored = records.final(study)
+    if stored and stored.get("trial") == trial.number:
+        return stored
+    result, module = refit_best(trial, config, data)
+    result.update(_save_model(study, module, data, url, result))
+    if records.baseline(study) is None:
+        records.set_baseline(study, baseline(config, data))
+    records.set_final(study, result)
+    return result

@@ -1,0 +1,101 @@
+"""The trial loop of one process: load the data once, then run trials until the study's budget is met.
+
+The budget is the study's total of *finished* trials (complete plus pruned), across every
+process and every resumed run, so re-running after an interruption tops the study up instead of
+adding the budget again. Several workers may overshoot by at most one trial each (a trial started
+before the budget was met is allowed to finish).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from svmhpo.errors import SvmhpoError
+from svmhpo.hpo import records
+from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.studies import Counts, count_trials
+from svmhpo.svm.data import DeviceData, prepare_data, training_device
+
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "load_study_data", "run_trials"]
+
+#: A worker gives up after this many failed trials in a row: something is broken, not unlucky.
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
+    """Load and split the study's data once for this process, on the training device."""
+    d = config.data
+    return prepare_data(
+        d.source,
+        val_size=d.val_size,
+        test_size=d.test_size,
+        seed=config.seed,
+        scaling=d.scaling,
+        device=device or training_device(),
+    )
+
+
+class _StopWhen:
+    """Optuna callback: stop at the budget (one trial count per trial), or after repeated failures."""
+
+    def __init__(self, budget: int, on_trial: Callable[[Counts], None] | None) -> None:
+        self.budget = budget
+        self.on_trial = on_trial
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            self.consecutive_failures += 1
+            self.last_error = records.fail_reason(trial) or self.last_error
+        else:
+            self.consecutive_failures = 0
+        counts = count_trials(study)
+        if self.on_trial is not None:
+            self.on_trial(counts)
+        if counts.finished >= self.budget or self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            study.stop()
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    timeout: float | None = None,
+    on_trial: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Run ``objective`` in this process until the study holds its config's budget of finished trials.
+
+    Stale trials of dead workers are failed and re-queued by the storage's heartbeat callback
+    when this process starts a trial. Returns the final counts.
+    """
+    config = objective.config
+    stopper = _StopWhen(config.trials, on_trial)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        counts = count_trials(study)
+        remaining = config.trials - counts.finished
+        if remaining <= 0:
+            return counts
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return counts
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=left,
+            callbacks=[stopper],
+            catch=(Exception,),
+            gc_after_trial=False,
+            show_progress_bar=False,
+        )
+        if stopper.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            raise SvmhpoError(
+                f"study {study.study_name!r}: {stopper.consecutive_failures} trials failed in a row "
+                f"(last: {stopper.last_error}); stopping"
+            )

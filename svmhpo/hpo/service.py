@@ -1,0 +1,108 @@
+"""What the commands that run studies do, as plain functions: init, run, worker.
+
+The commands that only read studies (``studies``, ``best``, ``report``, ``dashboard``) live in
+:mod:`svmhpo.view`, which does not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from svmhpo.errors import SvmhpoError
+from svmhpo.hpo import records
+from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.finalize import finalize
+from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.runner import load_study_data, run_trials
+from svmhpo.hpo.storage import resolve_storage_url
+from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
+from svmhpo.hpo.warmstart import run_warm_start
+from svmhpo.hpo.workers import run_workers
+from svmhpo.view.catalog import summary
+from svmhpo.view.dashboard import publish
+
+__all__ = ["init_study", "run_study", "run_worker"]
+
+
+def init_study(config: StudyConfig, url: str | None = None, *, warm: bool = True) -> optuna.Study:
+    """Create the study (or find it) and record the warm start, running no trials."""
+    url = resolve_storage_url(url)
+    study = create_study(config, url)
+    if warm and config.warm_start.enabled and records.warm_start(study) is None:
+        run_warm_start(study, load_study_data(config), config)
+    publish(study)
+    return study
+
+
+def run_study(
+    config: StudyConfig,
+    url: str | None = None,
+    *,
+    jobs: int = 1,
+    timeout: float | None = None,
+    warm: bool = True,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> dict[str, Any]:
+    """Create or continue the study, fill its budget with ``jobs`` workers, then finalize it.
+
+    Returns :func:`~svmhpo.view.catalog.summary` of the study.
+    """
+    if jobs < 1:
+        raise SvmhpoError(f"jobs must be at least 1, got {jobs}")
+    url = resolve_storage_url(url)
+    study = create_study(config, url)
+    data = load_study_data(config)
+    if warm and config.warm_start.enabled:
+        run_warm_start(study, data, config)
+    publish(study)
+    if jobs == 1:
+        counts = run_trials(study, Objective(config, data), timeout=timeout, on_trial=on_progress)
+    else:
+        codes = run_workers(study.study_name, url, jobs, timeout=timeout, on_poll=on_progress)
+        counts = count_trials(study)
+        if any(codes) and counts.finished < config.trials:
+            raise SvmhpoError(
+                f"study {study.study_name!r}: worker exit codes {codes}; "
+                f"{counts.finished} of {config.trials} trials finished"
+            )
+    if counts.finished >= config.trials:
+        finalize(study, config, data, url)
+        publish(study)
+    return summary(study)
+
+
+def _elected_to_finalize(study: optuna.Study) -> bool:
+    """Whether this worker refits the best trial, so that workers finishing together do not all do it.
+
+    The worker that finished the study's last trial is elected; a worker that ran no trial of
+    the study (it joined late or was restarted) steps in. :func:`~svmhpo.hpo.finalize.finalize`
+    itself skips when the stored result already describes the best trial.
+    """
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    if not any(records.trial_worker(t) == records.WORKER_ID for t in finished):
+        return True
+    last = max(finished, key=lambda t: t.datetime_complete)
+    return records.trial_worker(last) == records.WORKER_ID
+
+
+def run_worker(
+    name: str,
+    url: str | None = None,
+    *,
+    worker_index: int | None = None,
+    timeout: float | None = None,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> dict[str, Any]:
+    """Join an existing study and run trials until its budget is met; finalize if nobody has."""
+    url = resolve_storage_url(url)
+    study = load_study(name, url, worker_index=worker_index)
+    config = study_config(study)
+    data = load_study_data(config)
+    counts = run_trials(study, Objective(config, data), timeout=timeout, on_trial=on_progress)
+    if counts.finished >= config.trials and _elected_to_finalize(study):
+        finalize(study, config, data, url)
+        publish(study)
+    return summary(study)

@@ -1,0 +1,161 @@
+"""Study storage: where studies live and how svmhpo connects to them.
+
+- The default is a SQLite file, :func:`default_storage_url`, needing no server.
+- ``--storage`` or ``$SVMHPO_STORAGE`` take any SQLAlchemy URL, PostgreSQL
+  (``postgresql+psycopg://user:pass@host/db``) included.
+
+SQLite connections get WAL journalling, ``synchronous=NORMAL`` and a 60 s busy timeout, so that
+several processes on one file wait for each other instead of failing with "database is locked".
+A study that runs trials gets Optuna heartbeats and the retry callback (:func:`set_heartbeat`),
+so that a trial whose worker died is failed after the grace period and re-queued. Connection errors become one-line
+:class:`~svmhpo.errors.StorageError` messages with the password masked.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+
+from svmhpo.errors import StorageError
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "artifact_dir",
+    "default_storage_url",
+    "mask_url",
+    "open_storage",
+    "resolve_storage_url",
+    "set_heartbeat",
+]
+
+#: How long a connection attempt may take before the URL is reported unreachable.
+CONNECT_TIMEOUT_S = 5
+SQLITE_BUSY_TIMEOUT_S = 60
+MAX_RETRY = 3
+
+
+def data_home() -> Path:
+    """``$SVMHPO_HOME``, else ``$XDG_DATA_HOME/svmhpo``, else ``~/.local/share/svmhpo``."""
+    if "SVMHPO_HOME" in os.environ:
+        return Path(os.environ["SVMHPO_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "svmhpo"
+
+
+def default_storage_url() -> str:
+    """The SQLite file that ``svmhpo run`` uses when no storage is given."""
+    return f"sqlite:///{data_home() / 'studies.db'}"
+
+
+def resolve_storage_url(url: str | None) -> str:
+    """An explicit URL, else ``$SVMHPO_STORAGE``, else the default SQLite file."""
+    return url or os.environ.get("SVMHPO_STORAGE") or default_storage_url()
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for every message a user sees."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show it, it holds no parsable password
+        return url
+
+
+def artifact_dir(url: str) -> Path:
+    """Where model files and other artifacts go: beside a SQLite file, else under data_home()."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).with_suffix(".artifacts")
+    return data_home() / "artifacts"
+
+
+def _sqlite_creator(database: str):
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    return connect
+
+
+def _engine_kwargs(url: str) -> dict:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            folder = Path(database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"{url}: cannot create the folder {folder} ({exc.strerror})") from None
+            return {"creator": _sqlite_creator(str(Path(database).expanduser()))}
+        return {}
+    if backend == "postgresql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    if backend in ("mysql", "mariadb"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    return {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def open_storage(
+    url: str | None = None, *, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> RDBStorage:
+    """Connect to the study storage at ``url`` (see :func:`resolve_storage_url`).
+
+    ``heartbeat_interval`` turns heartbeats on (see :func:`set_heartbeat`); readers leave it off.
+    Raises :class:`StorageError` with one line (password masked) when the URL is malformed, the
+    driver is missing, or the server cannot be reached within :data:`CONNECT_TIMEOUT_S`.
+    """
+    url = resolve_storage_url(url)
+    shown = mask_url(url)
+    try:
+        kwargs = _engine_kwargs(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(
+            f"{shown}: not a valid database URL (e.g. sqlite:///studies.db or postgresql+psycopg://user@host/db)"
+        ) from None
+    try:
+        storage = RDBStorage(url, engine_kwargs=kwargs)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
+        raise StorageError(f"{shown}: cannot connect ({mask_in(_first_line(exc), url)})") from None
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
+        raise StorageError(f"{shown}: unsupported database URL ({mask_in(_first_line(exc), url)})") from None
+    except optuna.exceptions.StorageInternalError as exc:
+        raise StorageError(f"{shown}: storage error ({mask_in(_first_line(exc), url)})") from None
+    set_heartbeat(storage, heartbeat_interval, grace_period)
+    return storage
+
+
+def set_heartbeat(storage: RDBStorage, interval: int | None, grace_period: int | None = None) -> None:
+    """Turn heartbeats and the retry of stale trials on (``interval`` in seconds) or off (``None``).
+
+    Every trial of a process then writes a heartbeat; when one has been silent longer than
+    ``grace_period`` (its worker died), the next trial to start fails it and re-queues it with
+    the same parameters, up to :data:`MAX_RETRY` times. These are the storage's public settings,
+    so a study opened before its config was read gets them without a second connection pool.
+    """
+    storage.heartbeat_interval = interval
+    storage.grace_period = grace_period if interval else None
+    callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if interval else None
+    storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
+
+
+def mask_in(text: str, url: str) -> str:
+    """Remove the password of ``url`` from ``text`` (driver messages sometimes quote it)."""
+    try:
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text

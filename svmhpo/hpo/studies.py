@@ -1,0 +1,148 @@
+"""Create, open and count studies, without importing torch.
+
+A study carries its config (see :mod:`svmhpo.hpo.records`), so a worker needs only the study
+name and the storage URL. :func:`create_study` and :func:`load_study` return plain Optuna
+studies, with the sampler, pruner and heartbeat their config asks for; :func:`study_config`
+reads the config back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from svmhpo.errors import ConfigError, StorageError
+from svmhpo.hpo import records
+from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.space import make_pruner, make_sampler
+from svmhpo.hpo.storage import mask_url, open_storage, resolve_storage_url, set_heartbeat
+
+__all__ = [
+    "FINISHED",
+    "Counts",
+    "best_trial",
+    "count_trials",
+    "create_study",
+    "load_study",
+    "open_study",
+    "study_config",
+]
+
+#: The states that count toward a study's budget.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+@dataclass(frozen=True)
+class Counts:
+    """Trial counts of a study by outcome, and the best value so far."""
+
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    waiting: int
+    best: float | None
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    """Count the study's trials by state (one storage read)."""
+    by_state = dict.fromkeys(TrialState, 0)
+    best = None
+    for t in study.get_trials(deepcopy=False):
+        by_state[t.state] += 1
+        if t.state == TrialState.COMPLETE and t.value is not None and (best is None or t.value > best):
+            best = t.value
+    return Counts(
+        by_state[TrialState.COMPLETE],
+        by_state[TrialState.PRUNED],
+        by_state[TrialState.FAIL],
+        by_state[TrialState.RUNNING],
+        by_state[TrialState.WAITING],
+        best,
+    )
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best complete trial, or ``None`` when every trial was pruned or failed."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return study.best_trial
+
+
+def study_config(study: optuna.Study) -> StudyConfig:
+    """The config stored on ``study``."""
+    raw = records.stored_config(study)
+    if raw is None:
+        raise ConfigError(f"study {study.study_name!r} was not created by svmhpo: it has no stored config")
+    return StudyConfig.from_dict(raw, path=f"study {study.study_name!r}")
+
+
+def open_study(name: str, url: str | None = None) -> optuna.Study:
+    """Open the existing study ``name`` to read it: no heartbeat, and Optuna's default sampler."""
+    return _load(name, open_storage(url), url)
+
+
+def _load(name: str, storage: optuna.storages.RDBStorage, url: str | None) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
+        raise StorageError(
+            f"{mask_url(resolve_storage_url(url))}: no study named {name!r} (studies: {names})"
+        ) from None
+
+
+def load_study(name: str, url: str | None = None, *, worker_index: int | None = None) -> optuna.Study:
+    """Open the existing study ``name`` as a worker that shares it with others.
+
+    Its sampler uses TPE's constant liar; ``worker_index`` gives local worker ``i`` of
+    ``svmhpo run --jobs`` its own sampler seed (``seed + 1000·(i+1)``), so that workers do not
+    sample the same points. Heartbeats are on, with the stored config's interval.
+    """
+    storage = open_storage(url)
+    study = _load(name, storage, url)
+    config = study_config(study)
+    set_heartbeat(storage, config.heartbeat_interval, config.grace_period)
+    seed = config.seed if worker_index is None else config.seed + 1000 * (worker_index + 1)
+    study.sampler = make_sampler(config, seed=seed)
+    study.pruner = make_pruner(config)
+    return study
+
+
+def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
+    """Create the study ``config.name``, or continue it with the same config.
+
+    The returned study samples as the only process running its trials (``svmhpo run`` with one
+    job); workers open theirs with :func:`load_study`. An existing study keeps its stored config,
+    except for the trial budget, which may change; any other difference is refused.
+    """
+    storage = open_storage(url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period)
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=storage,
+        direction="maximize",
+        sampler=make_sampler(config, seed=config.seed, shared=False),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    stored = records.stored_config(study)
+    wanted = config.to_dict()
+    if stored is None:
+        records.set_config(study, wanted)
+    elif _without_budget(stored) != _without_budget(wanted):
+        raise ConfigError(
+            f"{config.path}: study {config.name!r} already exists with a different config; "
+            "use another study name or the config it was created with"
+        )
+    elif stored.get("trials") != config.trials:
+        records.set_budget(study, config.trials)
+    return study
+
+
+def _without_budget(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "trials"}

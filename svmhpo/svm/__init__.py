@@ -1,0 +1,1 @@
+"""The model and its training: losses, optimizers, the Lightning module, data, the estimator. Never imports optuna."""

@@ -1,0 +1,358 @@
+"""Data sets, the seeded stratified split, scaling, and batches that live on the device.
+
+Every source goes through :func:`load_dataset` (a name or a path) and then :func:`split_dataset`:
+a stratified train/validation/test split (72/8/20 by default) whose scaler is fitted on the
+training part only. :meth:`DataSplit.to_device` moves the arrays once to the training device as
+float32 tensors; :class:`TensorBatches` slices mini-batches from them with no DataLoader worker
+processes and no per-batch collation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import fetch_openml, load_digits, load_svmlight_file, make_classification
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder, MinMaxScaler, StandardScaler
+
+from svmhpo.errors import DataError
+from svmhpo.svm.params import SCALINGS, Scaling
+
+__all__ = [
+    "BUILTIN",
+    "DataSplit",
+    "Dataset",
+    "DeviceData",
+    "TensorBatches",
+    "cache_dir",
+    "load_dataset",
+    "prepare_data",
+    "split_dataset",
+    "training_device",
+]
+
+#: OpenML names of the downloadable sets.
+OPENML: dict[str, str] = {"mnist": "mnist_784", "fashion-mnist": "Fashion-MNIST"}
+#: Names :func:`load_dataset` understands besides file paths.
+BUILTIN: tuple[str, ...] = ("digits", "synthetic", *OPENML)
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm", ".txt")
+_SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features ``X`` (n × d, float32) and labels ``y`` (n,) of any type, with a display name."""
+
+    X: np.ndarray
+    y: np.ndarray
+    name: str
+
+
+def cache_dir() -> Path:
+    """Where downloaded data sets are cached: ``$SVMHPO_CACHE`` or ``~/.cache/svmhpo``."""
+    return Path(os.environ.get("SVMHPO_CACHE", Path.home() / ".cache" / "svmhpo")).expanduser()
+
+
+def _validated(X: np.ndarray, y: np.ndarray, name: str) -> Dataset:
+    """Check shapes, finiteness and class count; return a float32 :class:`Dataset`."""
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2:
+        raise DataError(f"{name}: X must be 2-dimensional (samples × features); got shape {X.shape}")
+    if y.ndim != 1:
+        raise DataError(f"{name}: y must be 1-dimensional; got shape {y.shape}")
+    if len(X) != len(y):
+        raise DataError(f"{name}: X has {len(X)} rows but y has {len(y)} labels")
+    try:
+        X = X.astype(np.float32, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}: features are not numeric ({exc})") from None
+    if not np.isfinite(X).all():
+        raise DataError(f"{name}: features contain NaN or inf")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{name}: labels contain NaN or inf")
+    n_classes = len(np.unique(y))
+    if n_classes < 2:
+        raise DataError(f"{name}: need at least two classes; found {n_classes}")
+    return Dataset(X=X, y=y, name=name)
+
+
+def _synthetic(spec: str, seed: int) -> Dataset:
+    match = _SYNTHETIC.match(spec)
+    if match is None:
+        raise DataError(
+            f"unknown data set {spec!r}: synthetic sets are written synthetic:NxDxK, e.g. synthetic:70000x784x10"
+        )
+    n, d, k = (int(g) for g in match.groups()) if match.group(1) else (2000, 64, 10)
+    informative = max(2, min(d, d // 2))
+    X, y = make_classification(
+        n_samples=n,
+        n_features=d,
+        n_informative=informative,
+        n_redundant=0,
+        n_classes=k,
+        n_clusters_per_class=1,
+        class_sep=1.0,
+        random_state=seed,
+    )
+    return _validated(X.astype(np.float32), y, spec)
+
+
+def _openml(name: str) -> Dataset:
+    """Load an OpenML set, from our float32 ``.npz`` cache when present (parsing is slow)."""
+    root = cache_dir()
+    cached = root / f"{name}.npz"
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as arrays:
+            return _validated(arrays["X"], arrays["y"], name)
+    try:
+        X, y = fetch_openml(OPENML[name], version=1, data_home=str(root / "openml"), as_frame=False, return_X_y=True)
+    except OSError as exc:  # URLError and socket errors are OSErrors
+        raise DataError(
+            f"{name}: not in the cache {root} and OpenML cannot be reached ({exc.__class__.__name__}); "
+            f"download it on a connected machine or copy {name}.npz into {root}"
+        ) from None
+    dataset = _validated(X, y.astype(np.int64), name)
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, X=dataset.X, y=dataset.y)
+    return dataset
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.loadtxt(path, delimiter=",", dtype=str, ndmin=2)
+    if rows.shape[1] < 2:
+        raise ValueError("a CSV needs at least one feature column and the label column")
+    try:
+        float(rows[0, 0])
+    except ValueError:
+        rows = rows[1:]  # a header line
+    X = rows[:, :-1].astype(np.float32)
+    return X, _parse_labels(rows[:, -1])
+
+
+def _parse_labels(labels: np.ndarray) -> np.ndarray:
+    """Integers where possible (``3`` and ``3.0`` alike), then floats, else the strings."""
+    try:
+        values = labels.astype(np.float64)
+    except ValueError:
+        return labels
+    if np.isfinite(values).all() and np.array_equal(values, np.round(values)):
+        return values.astype(np.int64)
+    return values
+
+
+def _load_file(path: Path) -> Dataset:
+    name = str(path)
+    if not path.exists():
+        raise DataError(f"{name}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                missing = {"X", "y"} - set(arrays.files)
+                if missing:
+                    raise DataError(
+                        f"{name}: an .npz data file needs arrays X and y; missing {', '.join(sorted(missing))}"
+                    )
+                X, y = arrays["X"], arrays["y"]
+        elif suffix == ".csv":
+            X, y = _read_csv(path)
+        elif suffix in SVMLIGHT_SUFFIXES:
+            X_sparse, y = load_svmlight_file(str(path))
+            X = X_sparse.toarray()
+        else:
+            raise DataError(
+                f"{name}: unknown file type {suffix!r}; use .npz, .csv or svmlight ({', '.join(SVMLIGHT_SUFFIXES)})"
+            )
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise DataError(f"{name}: cannot parse ({first_line})") from None
+    return _validated(X, y, name)
+
+
+def load_dataset(source: str, *, seed: int = 0) -> Dataset:
+    """Load a data set by name (``digits``, ``mnist``, ``fashion-mnist``, ``synthetic[:NxDxK]``) or path.
+
+    Paths ending in ``.npz`` (arrays ``X`` and ``y``), ``.csv`` (last column the label) or an
+    svmlight suffix are read from disk. ``seed`` only affects generated sets.
+    """
+    if source == "digits":
+        X, y = load_digits(return_X_y=True)
+        return _validated(X, y, "digits")
+    if source in OPENML:
+        return _openml(source)
+    if source.startswith("synthetic"):
+        return _synthetic(source, seed)
+    path = Path(source).expanduser()
+    if path.suffix or path.exists():
+        return _load_file(path)
+    raise DataError(
+        f"unknown data set {source!r}: use one of {', '.join(BUILTIN)} or a path to a .npz, .csv or svmlight file"
+    )
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Scaled float32 arrays of a train/validation/test split, labels encoded as 0..K-1."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray
+    name: str
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_device(self, device: str | torch.device = "cpu") -> DeviceData:
+        """Copy the arrays once to ``device`` as tensors."""
+
+        def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(a, dtype=dtype).to(device)
+
+        return DeviceData(
+            x_train=t(self.X_train, torch.float32),
+            y_train=t(self.y_train, torch.long),
+            x_val=t(self.X_val, torch.float32),
+            y_val=t(self.y_val, torch.long),
+            x_test=t(self.X_test, torch.float32),
+            y_test=t(self.y_test, torch.long),
+            classes=self.classes,
+            name=self.name,
+        )
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """The tensors of a :class:`DataSplit` on the training device, shared by every trial of a process."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: np.ndarray
+    name: str
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    def train_and_val(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training and validation parts concatenated, for the final refit."""
+        return torch.cat([self.x_train, self.x_val]), torch.cat([self.y_train, self.y_val])
+
+
+def split_dataset(
+    dataset: Dataset,
+    *,
+    val_size: float = 0.08,
+    test_size: float = 0.2,
+    seed: int = 0,
+    scaling: Scaling = "standard",
+) -> DataSplit:
+    """Stratified, seeded train/validation/test split; the scaler is fitted on train only.
+
+    ``val_size`` and ``test_size`` are fractions of the whole set (0.08 and 0.2 give 72/8/20).
+    """
+    if scaling not in SCALINGS:
+        raise DataError(f"scaling must be one of {', '.join(SCALINGS)}; got {scaling!r}")
+    if not (0 < test_size < 1 and 0 < val_size < 1 and val_size + test_size < 1):
+        raise DataError(f"val_size and test_size must be in (0, 1) with a sum below 1; got {val_size} and {test_size}")
+    encoder = LabelEncoder()
+    y = encoder.fit_transform(dataset.y)
+    counts = np.bincount(y)
+    if counts.min() < 3:
+        rare = encoder.classes_[counts.argmin()]
+        raise DataError(
+            f"{dataset.name}: class {rare!r} has {counts.min()} samples; a stratified split needs at least 3 per class"
+        )
+    try:
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            dataset.X, y, test_size=test_size, stratify=y, random_state=seed
+        )
+        X_train, X_val, y_train, y_val = train_test_split(
+            X_rest, y_rest, test_size=val_size / (1 - test_size), stratify=y_rest, random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"{dataset.name}: cannot split ({exc})") from None
+    if scaling != "none":
+        scaler = (StandardScaler() if scaling == "standard" else MinMaxScaler()).fit(X_train)
+        X_train, X_val, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_val, X_test))
+    return DataSplit(X_train, y_train, X_val, y_val, X_test, y_test, classes=encoder.classes_, name=dataset.name)
+
+
+def training_device() -> str:
+    """``cuda`` when PyTorch sees a GPU, else ``cpu``: where a process keeps its data and trains."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prepare_data(
+    source: str,
+    *,
+    val_size: float = 0.08,
+    test_size: float = 0.2,
+    seed: int = 0,
+    scaling: Scaling = "standard",
+    device: str | torch.device = "cpu",
+) -> DeviceData:
+    """Load, split, scale and move a data set to ``device`` in one call."""
+    split = split_dataset(
+        load_dataset(source, seed=seed), val_size=val_size, test_size=test_size, seed=seed, scaling=scaling
+    )
+    return split.to_device(device)
+
+
+class TensorBatches:
+    """Mini-batches sliced from tensors that already sit on the training device.
+
+    Iterating yields ``(x, y)`` views; with ``shuffle`` a new permutation is drawn each pass from
+    a seeded generator, so a fit is reproducible. Lightning accepts this as a dataloader.
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive; got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self._generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self._generator).to(self.x.device)
+            x, y = self.x[order], self.y[order]
+        else:
+            x, y = self.x, self.y
+        for start in range(0, n, self.batch_size):
+            yield x[start : start + self.batch_size], y[start : start + self.batch_size]

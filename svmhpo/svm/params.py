@@ -1,0 +1,112 @@
+"""The settings of one SVM fit, each defined once: type, default, range, choices and help text.
+
+:class:`SVMParams` holds the model's hyperparameters (the five a study searches, plus the fixed
+``C`` and ``margin``) and :class:`FitSettings` the training budget. The command line builds its
+``train`` options from these definitions, the study config takes its search space and
+``[training]`` section from them, and :class:`~svmhpo.svm.model.SVMModule` and
+:class:`~svmhpo.svm.estimator.HingeSVC` take their defaults and checks from them, so a default
+or a range is written in one place. This module imports neither torch nor optuna.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCALINGS",
+    "STRATEGIES",
+    "VAL_ACC",
+    "FitSettings",
+    "Optimizer",
+    "SVMParams",
+    "Scaling",
+    "Strategy",
+    "search_range",
+]
+
+#: The validation metric the module logs every epoch, which a study optimises and prunes on.
+VAL_ACC = "val_acc"
+
+Strategy = Literal["crammer_singer", "one_vs_rest"]
+Optimizer = Literal["sgd", "asgd", "adam", "adamw"]
+Scaling = Literal["standard", "minmax", "none"]
+
+#: Multiclass hinge strategies of :class:`~svmhpo.svm.losses.MultiClassHingeLoss`.
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+#: Optimizers :func:`~svmhpo.svm.optim.build_optimizer` builds.
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+#: Feature scalers fitted on the training split.
+SCALINGS: tuple[str, ...] = get_args(Scaling)
+
+
+class _Settings(BaseModel):
+    """Frozen, validated on construction, unknown names refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    @classmethod
+    def field(cls, name: str) -> FieldInfo:
+        """The definition of setting ``name``: annotation, default, constraints, description."""
+        return cls.model_fields[name]
+
+
+class SVMParams(_Settings):
+    """The hyperparameters of one fit, with the defaults of a good digits fit.
+
+    ``lr`` and ``weight_decay`` carry the log-uniform range a study searches by default
+    (:func:`search_range`). With the mean hinge loss, ``C``, the rate and the loss scale are
+    redundant, so ``C`` and ``margin`` stay fixed at 1 and are not searched.
+    """
+
+    lr: float = Field(0.1, gt=0, description="learning rate η₀", json_schema_extra={"search": (1e-4, 3.0)})
+    weight_decay: float = Field(
+        1e-4, ge=0, description="L2 penalty λ on the weights, never the bias", json_schema_extra={"search": (1e-7, 0.1)}
+    )
+    squared: bool = Field(False, description="squared hinge loss instead of the hinge")
+    strategy: Strategy = Field("crammer_singer", description="multiclass hinge: Crammer-Singer or one-vs-rest")
+    optimizer: Optimizer = Field("sgd", description="sgd and asgd with Bottou's schedule, or adam/adamw")
+    C: float = Field(1.0, gt=0, description="weight of the hinge term")
+    margin: float = Field(1.0, gt=0, description="hinge margin")
+
+
+class FitSettings(_Settings):
+    """The training budget of one fit (the study config's ``[training]`` section)."""
+
+    epochs: int = Field(20, ge=1, description="passes over the training data")
+    batch_size: int = Field(64, ge=1, description="samples per update")
+
+
+#: The searched categorical values, for a config's ``[search] batch_size`` list.
+BatchSize = Annotated[int, Field(ge=1)]
+
+
+def search_range(name: str) -> tuple[float, float]:
+    """The default log-uniform search range of the numeric hyperparameter ``name``."""
+    extra = SVMParams.field(name).json_schema_extra
+    assert isinstance(extra, dict), name
+    low, high = extra["search"]  # type: ignore[misc]
+    return float(low), float(high)
+
+
+def bounds(info: FieldInfo) -> tuple[float | None, bool, float | None, bool]:
+    """``(low, low_inclusive, high, high_inclusive)`` of a numeric setting's constraints."""
+    low = high = None
+    low_inc = high_inc = False
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Gt):
+            low, low_inc = m.gt, False
+        elif isinstance(m, annotated_types.Ge):
+            low, low_inc = m.ge, True
+        elif isinstance(m, annotated_types.Lt):
+            high, high_inc = m.lt, False
+        elif isinstance(m, annotated_types.Le):
+            high, high_inc = m.le, True
+    return low, low_inc, high, high_inc  # type: ignore[return-value]

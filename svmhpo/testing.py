@@ -1,0 +1,83 @@
+"""Test and benchmark helpers: a no-op trainer that drives the study machinery without training.
+
+:class:`NoOpTrainer` stands in for :func:`svmhpo.svm.training.fit` in an
+:class:`~svmhpo.hpo.objective.Objective`: it reports a made-up ``val_acc`` every epoch through
+the real pruning callback (so Optuna's report, pruning and tell paths all run) and optionally
+sleeps per epoch, so a trial can be caught running. The budget, resume, worker and retry tests
+and the study-overhead benchmark use it, and run in seconds instead of minutes.
+
+``python -m svmhpo.testing ARGS`` is the ``svmhpo`` command line with the no-op trainer in that
+process and in every worker it starts; ``SVMHPO_NOOP_EPOCH_S`` sets the sleep per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+from svmhpo.svm.params import VAL_ACC, SVMParams
+
+__all__ = ["NoOpTrainer", "install_noop_trainer", "main", "noop_score"]
+
+
+class _Score(float):
+    """A float with ``item()``, as the pruning callback reads a logged tensor."""
+
+    def item(self) -> float:
+        return float(self)
+
+
+class NoOpTrainer:
+    """A trainer that reports a made-up ``val_acc`` for ``epochs`` epochs, without training.
+
+    The value grows with the epoch and peaks at ``lr = 0.1``, a rate that also trains well for
+    real (the final refit of the best trial is a real fit), so TPE and the median pruner have
+    something to work on. Each value
+    goes through the callbacks' own ``on_validation_end`` hook, as a Lightning fit calls it, so
+    the pruning callback reports it and prunes exactly as in a real fit.
+    """
+
+    def __init__(self, epoch_seconds: float = 0.0) -> None:
+        self.epoch_seconds = epoch_seconds
+
+    def __call__(self, params: SVMParams, data, *, epochs: int, batch_size: int, seed: int, callbacks=()):
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, is_global_zero=True, should_stop=False)
+        module = SimpleNamespace(current_epoch=0)
+        for epoch in range(epochs):
+            if self.epoch_seconds:
+                time.sleep(self.epoch_seconds)
+            trainer.callback_metrics = {VAL_ACC: _Score(noop_score(params.lr, epoch, epochs))}
+            module.current_epoch = epoch
+            for callback in callbacks:
+                callback.on_validation_end(trainer, module)
+        return None, trainer
+
+
+def noop_score(lr: float, epoch: int, epochs: int) -> float:
+    """The made-up ``val_acc`` of :class:`NoOpTrainer` at ``epoch`` (0-based) of ``epochs``."""
+    return max(0.0, 1.0 - abs(math.log10(lr) + 1.0) / 4.0) * (epoch + 1) / epochs
+
+
+def install_noop_trainer(epoch_seconds: float = 0.0) -> None:
+    """Make the no-op trainer the default of this process and of the workers it starts."""
+    from svmhpo.hpo import workers
+    from svmhpo.hpo.objective import Objective
+
+    Objective.default_fit = staticmethod(NoOpTrainer(epoch_seconds))
+    workers.WORKER_MODULE = __name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``svmhpo`` command line with the no-op trainer installed."""
+    from svmhpo.cli import main as cli_main
+
+    install_noop_trainer(float(os.environ.get("SVMHPO_NOOP_EPOCH_S", "0")))
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The read-only views of studies: catalog, plots, report, dashboard, progress. Never imports torch."""

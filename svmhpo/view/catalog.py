@@ -1,0 +1,72 @@
+"""Reading studies back: the ``studies``, ``best`` and ``report`` commands.
+
+What a study holds is defined in :mod:`svmhpo.hpo.records`. This module imports neither torch
+nor Lightning, so that the commands that only read studies start in about a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from svmhpo.hpo import records
+from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import best_trial, count_trials, open_study
+
+__all__ = ["best_summary", "list_studies", "summary", "write_study_report"]
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data."""
+    counts = count_trials(study)
+    attrs = study.user_attrs
+    best = best_trial(study)
+    return {
+        "study": study.study_name,
+        "budget": records.budget(attrs),
+        "trials": {
+            "complete": counts.complete,
+            "pruned": counts.pruned,
+            "failed": counts.failed,
+            "running": counts.running,
+            "waiting": counts.waiting,
+        },
+        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
+        "final": records.final(attrs),
+        "baseline": records.baseline(attrs),
+        "warm_start": {k: v.get("chosen_lr") for k, v in (records.warm_start(attrs) or {}).items()},
+    }
+
+
+def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
+    """:func:`summary` of the study ``name``."""
+    return summary(open_study(name, url))
+
+
+def list_studies(url: str | None = None) -> list[dict[str, Any]]:
+    """Every study in the storage with its trial counts and best value."""
+    storage = open_storage(url)
+    rows = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        counts = count_trials(study)
+        rows.append(
+            {
+                "study": s.study_name,
+                "complete": counts.complete,
+                "pruned": counts.pruned,
+                "failed": counts.failed,
+                "budget": records.budget(s.user_attrs),
+                "best_val_acc": counts.best,
+                "test_acc": (records.final(s.user_attrs) or {}).get("test_acc"),
+            }
+        )
+    return rows
+
+
+def write_study_report(name: str, url: str | None = None, out_dir: str = "reports") -> str:
+    """Write the HTML report of study ``name`` into ``out_dir``; return its path."""
+    from svmhpo.view.report import write_report
+
+    return str(write_report(open_study(name, url), out_dir))

@@ -1,0 +1,190 @@
+"""Figures of a study, shared by ``svmhpo report`` and the dashboard annotations.
+
+Optuna's ``optuna.visualization`` draws the history, importances, parallel coordinates, slices,
+the lr × weight_decay contour and the learning curves. Only what it lacks is drawn here: the
+LR-finder curves with their picked rates, and the table of the best trial, its test result and
+the ``LinearSVC`` baseline.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import plotly.graph_objects as go
+from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+from optuna.trial import TrialState
+
+from svmhpo.hpo import records
+
+__all__ = ["Panel", "lr_finder_figure", "results_markdown", "results_table_html", "study_panels"]
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One section of a report: a figure, or the reason it could not be drawn."""
+
+    title: str
+    figure: go.Figure | None = None
+    reason: str | None = None
+
+
+def lr_finder_figure(curves: dict[str, dict]) -> go.Figure:
+    """The warm start's loss-vs-lr curves, one per optimizer, with the picked rate marked."""
+    fig = go.Figure()
+    for optimizer, curve in curves.items():
+        fig.add_trace(go.Scatter(x=curve["lr"], y=curve["loss"], mode="lines", name=optimizer, legendgroup=optimizer))
+        chosen = curve["chosen_lr"]
+        pairs = [(lr, loss) for lr, loss in zip(curve["lr"], curve["loss"], strict=True) if loss is not None]
+        if pairs:
+            nearest = min(pairs, key=lambda p: abs(p[0] - chosen))
+            fig.add_trace(
+                go.Scatter(
+                    x=[chosen],
+                    y=[nearest[1]],
+                    mode="markers",
+                    marker={"size": 12, "symbol": "star"},
+                    name=f"{optimizer} picked {chosen:.3g}",
+                    legendgroup=optimizer,
+                )
+            )
+        suggestion = curve.get("lightning_suggestion")
+        if suggestion:
+            fig.add_vline(x=suggestion, line_dash="dot", line_color="grey", opacity=0.4)
+    fig.update_layout(
+        title="LR finder (warm start): smoothed loss per optimizer; stars = picked rates, "
+        "dotted = Lightning's suggestion()",
+        xaxis_title="learning rate",
+        yaxis_title="smoothed training loss",
+        xaxis_type="log",
+    )
+    return fig
+
+
+def _rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
+    """(what, val acc, test acc, details) rows of the results table."""
+    attrs = study.user_attrs
+    rows = []
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    final = records.final(attrs)
+    if complete:
+        best = study.best_trial
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        test = (
+            f"{final['test_acc']:.4f} (F1 {final['test_f1']:.4f})"
+            if final and final["trial"] == best.number
+            else "not scored yet"
+        )
+        rows.append((f"best trial #{best.number} (refit on train+val)", f"{best.value:.4f}", test, params))
+    base = records.baseline(attrs)
+    if base:
+        rows.append(
+            (
+                base["model"],
+                f"{base['val_acc']:.4f}",
+                f"{base['test_acc']:.4f} (F1 {base['test_f1']:.4f})",
+                f"C={base['C']}",
+            )
+        )
+    return rows
+
+
+def results_table_html(study: optuna.Study) -> str:
+    rows = _rows(study)
+    if not rows:
+        return "<p>No trial has completed yet, so there is no best trial or test result.</p>"
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        "<table><thead><tr><th>model</th><th>validation accuracy</th><th>test accuracy</th>"
+        f"<th>parameters</th></tr></thead><tbody>{cells}</tbody></table>"
+    )
+
+
+def results_markdown(study: optuna.Study) -> str:
+    """The results table and warm-start picks as Markdown, for the dashboard's study note."""
+    lines = ["## svmhpo results", ""]
+    rows = _rows(study)
+    if rows:
+        lines += ["| model | validation accuracy | test accuracy | parameters |", "|---|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    else:
+        lines.append("No trial has completed yet.")
+    final = records.final(study)
+    if final:
+        lines += ["", f"Model: artifact `{final['model_artifact_id']}` ({final['model_path']})."]
+    curves = records.warm_start(study)
+    if curves:
+        lines += [
+            "",
+            "### Warm start (LR finder)",
+            "",
+            "| optimizer | picked lr | Lightning suggestion() |",
+            "|---|---|---|",
+        ]
+        for name, c in curves.items():
+            suggestion = c.get("lightning_suggestion")
+            lines.append(f"| {name} | {c['chosen_lr']:.4g} | {'-' if suggestion is None else f'{suggestion:.3g}'} |")
+        lines += ["", "The curves are in the graph *LR finder* below the study's plots."]
+    return "\n".join(lines)
+
+
+def _importance(evaluator_name: str) -> Callable[[optuna.Study], go.Figure]:
+    def draw(study: optuna.Study) -> go.Figure:
+        evaluator = FanovaImportanceEvaluator(seed=0) if evaluator_name == "fanova" else PedAnovaImportanceEvaluator()
+        fig = optuna.visualization.plot_param_importances(study, evaluator=evaluator)
+        fig.update_layout(title=f"Hyperparameter importances ({evaluator_name})")
+        return fig
+
+    return draw
+
+
+def _requires(study: optuna.Study, *, complete: int = 0, params: tuple[str, ...] = ()) -> str | None:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < complete:
+        return f"needs at least {complete} complete trial(s), the study has {len(done)}"
+    for name in params:
+        values = {t.params.get(name) for t in done if name in t.params}
+        if len(values) < 2:
+            return f"needs complete trials with at least two values of {name}"
+    return None
+
+
+def study_panels(study: optuna.Study) -> list[Panel]:
+    """Every panel of the report; a panel that cannot be drawn says why instead of failing."""
+    vis = optuna.visualization
+    specs: list[tuple[str, Callable[[optuna.Study], go.Figure], str | None]] = [
+        ("Optimization history", vis.plot_optimization_history, _requires(study, complete=1)),
+        ("Importances (fANOVA)", _importance("fanova"), _requires(study, complete=2)),
+        ("Importances (PED-ANOVA)", _importance("ped-anova"), _requires(study, complete=2)),
+        ("Parallel coordinates", vis.plot_parallel_coordinate, _requires(study, complete=1)),
+        ("Slices", vis.plot_slice, _requires(study, complete=1)),
+        (
+            "Contour of lr × weight_decay",
+            lambda s: vis.plot_contour(s, params=["lr", "weight_decay"]),
+            _requires(study, complete=2, params=("lr", "weight_decay")),
+        ),
+        (
+            "Learning curves (intermediate val_acc; pruned trials included)",
+            vis.plot_intermediate_values,
+            None
+            if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+            else "no trial reported a value",
+        ),
+    ]
+    panels = []
+    for title, draw, missing in specs:
+        if missing:
+            panels.append(Panel(title, reason=missing))
+            continue
+        try:
+            panels.append(Panel(title, figure=draw(study)))
+        except Exception as exc:  # one failing plot must not lose the others
+            panels.append(Panel(title, reason=f"{exc.__class__.__name__}: {exc}".splitlines()[0]))
+    curves = records.warm_start(study)
+    if curves:
+        panels.append(Panel("LR finder (warm start)", figure=lr_finder_figure(curves)))
+    else:
+        panels.append(Panel("LR finder (warm start)", reason="the study was run without a warm start"))
+    return panels

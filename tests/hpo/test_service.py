@@ -1,0 +1,238 @@
+"""The study service end to end: SQLite and PostgreSQL, budgets, resume, workers, SIGKILL, stock CLI.
+
+Real Lightning fits where the fit is the point (the warm start, divergence, the refit); the no-op
+trainer of :mod:`svmhpo.testing` where the study machinery is (budgets, workers, retries).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from svmhpo.cli import ExitStatus, main
+from svmhpo.hpo.config import load_config
+from svmhpo.hpo.service import run_study
+from svmhpo.hpo.storage import open_storage
+
+SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]  # the svmhpo command line with the no-op trainer
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path, study_config, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    config = study_config("real", trials=6)
+    assert main(["run", "--config", str(config), "--storage", url, "--quiet", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    study = _study(url, "real")
+    assert _finished(study) == 6
+    assert set(study.user_attrs["warm_start"]) == {"sgd", "asgd", "adam", "adamw"}
+    warm = [t for t in study.trials if t.user_attrs.get("source") == "warm_start"]
+    assert [t.number for t in warm] == [0, 1, 2, 3]  # the warm-start rates ran first
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert len(t.intermediate_values) == 3  # val_acc reported every epoch
+        assert t.user_attrs["seed"] == t.number
+    final = first["final"]
+    assert final["trial"] == first["best"]["trial"] and 0.5 < final["test_acc"] <= 1
+    assert Path(final["model_path"]).is_file()
+    assert first["baseline"]["test_acc"] > 0.9
+    # a larger budget tops up to it, reusing the stored warm start
+    assert main(["run", "--config", str(config), "--storage", url, "--trials", "8", "--quiet"]) == 0
+    study = _study(url, "real")
+    assert _finished(study) == 8
+    assert len([t for t in study.trials if t.user_attrs.get("source") == "warm_start"]) == 4
+
+
+def test_budget_counts_every_run_and_resume_tops_up(tmp_path: Path, study_config, noop_trainer, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    config = study_config("resume", trials=6, warm=False)
+    assert main(["run", "--config", str(config), "--storage", url, "--quiet"]) == 0
+    study = _study(url, "resume")
+    assert _finished(study) == 6
+    # the same command again: the budget is met, nothing more runs
+    assert main(["run", "--config", str(config), "--storage", url, "--quiet"]) == 0
+    assert len(_study(url, "resume").trials) == 6
+    # a larger budget tops up to it; an interrupted run (a timeout here) is topped up by the next
+    assert main(["run", "--config", str(config), "--storage", url, "--trials", "20", "--quiet"]) == 0
+    assert _finished(_study(url, "resume")) == 20
+    capsys.readouterr()
+    assert main(["best", "--study-name", "resume", "--storage", url, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert best["final"]["trial"] == best["best"]["trial"]  # refit once the budget was met
+    assert best["trials"]["complete"] + best["trials"]["pruned"] == 20 and best["budget"] == 20
+
+
+def test_a_different_config_under_the_same_name_is_refused(tmp_path: Path, study_config, noop_trainer, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", "--config", str(study_config("same", trials=1, warm=False)), "--storage", url, "--quiet"]) == 0
+    other = study_config("same", trials=1, epochs=5, warm=False)
+    assert main(["run", "--config", str(other), "--storage", url, "--quiet"]) == ExitStatus.USER_ERROR
+    assert "already exists with a different config" in capsys.readouterr().err
+    assert len(_study(url, "same").trials) == 1  # the study is untouched
+
+
+def test_diverging_trials_are_pruned_and_the_study_goes_on(tmp_path: Path, study_config) -> None:
+    config = load_config(
+        study_config(
+            "diverge",
+            trials=3,
+            warm=False,
+            pruner="none",
+            extra="""
+[search]
+lr = [1e20, 1e30]
+squared = [true]
+optimizer = ["sgd"]
+weight_decay = [1e-9, 1e-8]
+""",
+        )
+    )
+    result = run_study(config, f"sqlite:///{tmp_path / 'd.db'}")
+    study = _study(f"sqlite:///{tmp_path / 'd.db'}", "diverge")
+    assert len(study.get_trials(states=(TrialState.PRUNED,))) == 3
+    assert all("diverged" in t.user_attrs for t in study.trials)
+    assert result["final"] is None and result["best"] is None
+
+
+def test_stock_optuna_cli_reads_the_study(tmp_path: Path, study_config, noop_trainer) -> None:
+    url = f"sqlite:///{tmp_path / 'stock.db'}"
+    run_study(load_config(study_config("stock", trials=2, warm=False)), url)
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    out = subprocess.run(
+        [str(optuna_cli), "studies", "--storage", url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert [s["name"] for s in json.loads(out)] == ["stock"]
+    out = subprocess.run(
+        [str(optuna_cli), "trials", "--storage", url, "--study-name", "stock", "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert len(json.loads(out)) == 2
+
+
+@pytest.mark.postgres
+def test_postgres_two_workers_share_one_study(pg_url: str, study_config, noop_trainer, monkeypatch, capsys) -> None:
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    # trials long enough (0.4 s each) that both workers get some after their imports
+    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
+    config = study_config(name, trials=8, epochs=4, source="synthetic:2000x64x10", warm=False)
+    try:
+        assert main(["run", "--config", str(config), "--storage", pg_url, "--jobs", "2", "--quiet"]) == 0
+        study = _study(pg_url, name)
+        finished = _finished(study)
+        assert 8 <= finished < 8 + 2
+        workers = {
+            t.user_attrs.get("worker") for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        }
+        assert len(workers) == 2  # both processes pulled trials from the one study
+        assert study.user_attrs["final"]["test_acc"] > 0.2  # a real refit; ten classes: chance is 0.1
+        capsys.readouterr()
+        assert main(["studies", "--storage", pg_url, "--json"]) == 0
+        rows = {r["study"]: r for r in json.loads(capsys.readouterr().out)}
+        assert rows[name]["complete"] + rows[name]["pruned"] == finished
+    finally:
+        optuna.delete_study(study_name=name, storage=pg_url)
+
+
+def _wait_for_running(url: str, name: str, timeout: float = 90) -> optuna.trial.FrozenTrial:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            study = _study(url, name)
+            running = [t for t in study.trials if t.state == TrialState.RUNNING and t.number >= 1]
+            if running:
+                return running[0]
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config) -> None:
+    """SIGKILL mid-trial; the stale trial is failed after the grace period, retried, and the budget met exactly."""
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    config = study_config("kill", trials=4, epochs=4, warm=False, pruner="none", heartbeat=1, grace=3)
+    command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
+    env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.25")  # 1 s trials, easy to catch running
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
+    try:
+        _wait_for_running(url, "kill")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The victim is read after the kill: the trial seen running may have finished in the
+    # moment before the signal, and then its successor was the one killed.
+    study = _study(url, "kill")
+    running = [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(running) == 1  # left behind by the dead worker
+    victim = running[0]
+    time.sleep(4)  # past the grace period
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    study = _study(url, "kill")
+    assert study.trials[victim.number].state == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == study.trials[victim.number].params
+    assert _finished(study) == 4  # exactly the budget with one process
+    assert "final" in study.user_attrs
+
+
+def test_three_workers_on_one_sqlite_file_never_lock(tmp_path: Path, study_config, noop_trainer, monkeypatch, capfd):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    # trials long enough (0.3 s) that the workers overlap after their imports
+    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
+    config = study_config("shared", trials=15, epochs=3, warm=False, pruner="none")
+    assert main(["run", "--config", str(config), "--storage", url, "--jobs", "3", "--quiet"]) == 0
+    study = _study(url, "shared")
+    assert 15 <= _finished(study) < 15 + 3
+    assert not study.get_trials(states=(TrialState.FAIL,))
+    assert len({t.user_attrs["worker"] for t in study.trials}) >= 2
+    assert "database is locked" not in capfd.readouterr().err
+
+
+def test_batch_size_is_searchable(tmp_path: Path, study_config, noop_trainer) -> None:
+    config = load_config(
+        study_config(
+            "bs",
+            trials=4,
+            epochs=2,
+            pruner="none",
+            extra="""
+[search]
+batch_size = [32, 256]
+""",
+        )
+    )
+    result = run_study(config, f"sqlite:///{tmp_path / 'bs.db'}")
+    study = _study(f"sqlite:///{tmp_path / 'bs.db'}", "bs")
+    assert {t.params["batch_size"] for t in study.trials} <= {32, 256}
+    warm = [t for t in study.trials if t.user_attrs.get("source") == "warm_start"]
+    assert all(t.params["batch_size"] == 32 for t in warm)  # the configured size is not a choice: the first one
+    assert "batch_size" in result["final"]["params"]

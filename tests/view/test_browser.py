@@ -1,0 +1,145 @@
+"""The dashboard and the report in a real headless Chromium (Debian's chromium and chromedriver)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from svmhpo.hpo.studies import open_study
+from svmhpo.view.report import write_report
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the tests save what the browser showed: ``$SVMHPO_SCREENSHOTS`` (to refresh docs/), else a tmp dir."""
+    folder = Path(os.environ.get("SVMHPO_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromedriver are not installed (dev/test installs them with apt)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    options.page_load_strategy = "eager"  # the dashboard is a single-page app that keeps polling
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(predicate, timeout: float = 60, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for the page")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _severe(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_dashboard_shows_study_trials_and_importance(browser, small_study, screenshots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, name = small_study
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "svmhpo", "dashboard", "--storage", url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return urllib.request.urlopen(f"{base}/api/studies", timeout=2).status == 200
+            except OSError:
+                return False
+
+        _wait_for(up, timeout=90)
+        browser.get(f"{base}/dashboard/studies/1")
+        body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        _wait_for(lambda: "Hyperparameter Importance" in body() and "Best Trial" in body())
+        # the importance plot drew its bars: parameter names appear as axis labels of a plotly svg
+        _wait_for(
+            lambda: any(
+                "weight_decay" in e.text or "lr" in e.text
+                for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+            )
+        )
+        assert name in body()
+        assert "val_acc" in body()
+        assert "LR finder (warm start)" in body()  # the warm-start graph svmhpo published
+        browser.save_screenshot(str(screenshots / "dashboard.png"))
+        # the study note: the best trial's test result beside the LinearSVC baseline
+        browser.get(f"{base}/dashboard/studies/1/note")
+        _wait_for(lambda: "svmhpo results" in body())
+        assert "LinearSVC" in body() and "refit on train+val" in body()
+        browser.get(f"{base}/dashboard/studies/1/trials")
+        _wait_for(lambda: "Trial 0" in body() or "trial 0" in body().lower())
+        assert _severe(browser) == []
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_report_renders_without_javascript_errors(browser, small_study, tmp_path: Path, screenshots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, name = small_study
+    study = open_study(name, url)
+    path = write_report(study, tmp_path)
+    browser.get(path.as_uri())
+    plots = _wait_for(
+        lambda: [
+            p
+            for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+            if p.find_elements(By.CSS_SELECTOR, ".main-svg")
+        ]
+    )
+    assert len(plots) >= 8  # every panel drawn by plotly in the page
+    assert _severe(browser) == []
+    browser.save_screenshot(str(screenshots / "report.png"))

@@ -1,0 +1,74 @@
+"""``svmhpo report`` on ordinary and degenerate studies: it says what it cannot plot, never crashes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+from plotly.offline import get_plotlyjs
+
+from svmhpo.cli import main
+from svmhpo.hpo.storage import open_storage
+from svmhpo.view.report import write_report
+
+
+def test_report_is_self_contained_with_every_panel(small_study, tmp_path: Path) -> None:
+    url, name = small_study
+    assert main(["report", "--study-name", name, "--storage", url, "--out", str(tmp_path)]) == 0
+    page = (tmp_path / f"{name}.html").read_text()
+    assert re.findall(r"<script[^>]*\bsrc=", page) == []  # plotly.js is inline, nothing is fetched
+    assert get_plotlyjs() in page  # the whole library, embedded once, so the page opens offline
+    assert "Plotly.newPlot" in page
+    assert page.count('class="plotly-graph-div"') >= 8
+    for title in (
+        "Optimization history",
+        "Importances (fANOVA)",
+        "Importances (PED-ANOVA)",
+        "Parallel coordinates",
+        "Slices",
+        "Contour of lr × weight_decay",
+        "Learning curves",
+        "LR finder (warm start)",
+    ):
+        assert title in page
+    assert "sklearn.svm.LinearSVC" in page and "refit on train+val" in page
+
+
+def _study(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.create_study(
+        study_name=name, storage=open_storage(f"sqlite:///{tmp_path / 'e.db'}"), direction="maximize"
+    )
+
+
+def _params(trial: optuna.Trial) -> None:
+    trial.suggest_float("lr", 1e-4, 1, log=True)
+    trial.suggest_float("weight_decay", 1e-7, 1e-1, log=True)
+    trial.suggest_categorical("optimizer", ["sgd", "adam"])
+
+
+def test_report_on_one_trial(tmp_path: Path) -> None:
+    study = _study(tmp_path, "one")
+    study.optimize(lambda t: (_params(t), t.report(0.5, 0), 0.9)[-1], n_trials=1)
+    page = write_report(study, tmp_path).read_text()
+    assert "Optimization history" in page
+    assert "Not plotted" in page and "needs at least 2 complete trial(s), the study has 1" in page
+    assert "run without a warm start" in page
+
+
+def test_report_with_all_trials_pruned_and_a_failed_one(tmp_path: Path) -> None:
+    study = _study(tmp_path, "pruned")
+
+    def objective(trial: optuna.Trial) -> float:
+        _params(trial)
+        if trial.number == 3:
+            raise RuntimeError("boom")
+        trial.report(0.2 + trial.number / 10, 0)
+        raise optuna.TrialPruned()
+
+    study.optimize(objective, n_trials=4, catch=(RuntimeError,))
+    page = write_report(study, tmp_path).read_text()
+    assert "3 pruned, 1 failed" in page
+    assert "No trial has completed yet" in page
+    assert "Learning curves" in page and 'class="plotly-graph-div"' in page  # pruned curves still drawn
+    assert "needs at least 1 complete trial(s), the study has 0" in page
