@@ -45,3 +45,39 @@ def test_commands_that_only_read_studies_do_not_import_torch(small_study: tuple[
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert list(tmp_path.glob("*.html"))
+
+
+def test_usage_errors_and_user_errors_have_distinct_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    # a value outside its definition's range is a usage error, named by argparse, before anything runs
+    assert main(["train", "--lr", "-1"]) == ExitStatus.USAGE
+    assert "argument --lr: must be > 0, got -1" in capsys.readouterr().err
+    assert main(["train", "--batch-size", "0"]) == ExitStatus.USAGE
+    assert "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["dashboard", "--port", "99999"]) == ExitStatus.USAGE
+    assert main(["run", "--trials", "many"]) == ExitStatus.USAGE
+    assert "expected an integer, got 'many'" in capsys.readouterr().err
+    # a missing file is the user's to fix: one line, its own status
+    assert main(["train", "--data", "/nonexistent/x.npz"]) == ExitStatus.USER_ERROR
+    assert capsys.readouterr().err == "svmhpo: error: /nonexistent/x.npz: no such file\n"
+    assert len({ExitStatus.OK, ExitStatus.USER_ERROR, ExitStatus.USAGE, ExitStatus.INTERNAL_ERROR}) == 4
+
+
+def test_debug_shows_the_traceback_of_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--debug", "train", "--data", "/nonexistent/x.npz"], ["train", "--data", "/none/x.npz", "--debug"]):
+        assert main(argv) == ExitStatus.USER_ERROR
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and "DataError" in err
+        assert err.strip().splitlines()[-1].startswith("svmhpo: error: ")
+
+
+def test_train_options_come_from_the_one_definition(capsys: pytest.CaptureFixture[str]) -> None:
+    from svmhpo.cli import _parser
+    from svmhpo.svm.params import FitSettings, SVMParams
+
+    args = vars(_parser().parse_args(["train"]))
+    for model in (SVMParams, FitSettings):
+        for name, info in model.model_fields.items():
+            assert args[name] == info.default, name
+    assert main(["train", "--help"]) == ExitStatus.OK
+    help_text = capsys.readouterr().out
+    assert "{sgd,asgd,adam,adamw}" in help_text and "(default: 0.1)" in help_text
