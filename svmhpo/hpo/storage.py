@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
@@ -148,7 +149,9 @@ def set_heartbeat(storage: RDBStorage, interval: int | None, grace_period: int |
     """
     storage.heartbeat_interval = interval
     storage.grace_period = grace_period if interval else None
-    callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if interval else None
+    with warnings.catch_warnings():  # marked experimental since Optuna 2.8; svmhpo depends on it knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if interval else None
     storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
 
 
