@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -35,8 +35,8 @@ __all__ = ["PRUNERS", "SAMPLERS", "StudyConfig", "bundled_config", "bundled_conf
 
 Sampler = Literal["tpe", "random", "qmc", "gp"]
 Pruner = Literal["median", "hyperband", "none"]
-SAMPLERS: tuple[str, ...] = Sampler.__args__  # type: ignore[attr-defined]
-PRUNERS: tuple[str, ...] = Pruner.__args__  # type: ignore[attr-defined]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+PRUNERS: tuple[str, ...] = get_args(Pruner)
 
 #: Where the shipped study configs live: ``studies/`` of the source tree.
 BUNDLED = Path(__file__).resolve().parents[2] / "studies"

@@ -21,11 +21,13 @@ __all__ = [
     "SCALINGS",
     "STRATEGIES",
     "VAL_ACC",
+    "BatchSize",
     "FitSettings",
     "Optimizer",
     "SVMParams",
     "Scaling",
     "Strategy",
+    "bounds",
     "search_range",
 ]
 
