@@ -222,7 +222,7 @@ POSITIVE_FLOAT = _checked(float, 0, False)
 
 def _parser() -> argparse.ArgumentParser:
     from svmhpo.hpo.config import StudyConfig
-    from svmhpo.svm.params import SCALINGS, FitSettings, SVMParams
+    from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, FitSettings, SVMParams
 
     debug_help = "show the traceback of an error"
     parser = argparse.ArgumentParser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
@@ -242,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_setting(train, SVMParams, name, flag="--C" if name == "C" else None)
     for name in FitSettings.model_fields:
         _add_setting(train, FitSettings, name)
-    train.add_argument("--scaling", choices=SCALINGS, default="standard", help="feature scaling (default: %(default)s)")
+    train.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING, help="feature scaling (default: %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default: %(default)s)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
 

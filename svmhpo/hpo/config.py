@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from svmhpo.errors import ConfigError
 from svmhpo.svm.params import (
+    DEFAULT_SCALING,
     OPTIMIZERS,
     STRATEGIES,
     BatchSize,
@@ -67,7 +68,7 @@ class DataConfig(_Section):
     source: str = "digits"
     val_size: float = Field(0.08, gt=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
-    scaling: Scaling = "standard"
+    scaling: Scaling = DEFAULT_SCALING
 
     @model_validator(mode="after")
     def _sizes(self) -> DataConfig:

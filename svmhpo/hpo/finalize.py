@@ -31,6 +31,7 @@ from svmhpo.svm.training import fit, held_out_metrics
 
 __all__ = ["baseline", "finalize", "refit_best"]
 
+
 def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: DeviceData) -> tuple[dict, torch.nn.Module]:
     """Retrain ``trial``'s parameters on train+validation; score once on the test set."""
     params, batch_size = decode(trial.params, config)

@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder, MinMaxScaler, StandardScaler
 
 from svmhpo.errors import DataError
-from svmhpo.svm.params import SCALINGS, Scaling
+from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, Scaling
 
 __all__ = [
     "BUILTIN",
@@ -273,7 +273,7 @@ def split_dataset(
     val_size: float = 0.08,
     test_size: float = 0.2,
     seed: int = 0,
-    scaling: Scaling = "standard",
+    scaling: Scaling = DEFAULT_SCALING,
 ) -> DataSplit:
     """Stratified, seeded train/validation/test split; the scaler is fitted on train only.
 
@@ -317,7 +317,7 @@ def prepare_data(
     val_size: float = 0.08,
     test_size: float = 0.2,
     seed: int = 0,
-    scaling: Scaling = "standard",
+    scaling: Scaling = DEFAULT_SCALING,
     device: str | torch.device = "cpu",
 ) -> DeviceData:
     """Load, split, scale and move a data set to ``device`` in one call."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
 __all__ = [
+    "DEFAULT_SCALING",
     "OPTIMIZERS",
     "SCALINGS",
     "STRATEGIES",
@@ -42,8 +43,9 @@ Scaling = Literal["standard", "minmax", "none"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 #: Optimizers :func:`~svmhpo.svm.optim.build_optimizer` builds.
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
-#: Feature scalers fitted on the training split.
+#: Feature scalers fitted on the training split, and the one used unless a config or option says otherwise.
 SCALINGS: tuple[str, ...] = get_args(Scaling)
+DEFAULT_SCALING: Scaling = "standard"
 
 
 class _Settings(BaseModel):
