@@ -242,7 +242,9 @@ def _parser() -> argparse.ArgumentParser:
         _add_setting(train, SVMParams, name, flag="--C" if name == "C" else None)
     for name in FitSettings.model_fields:
         _add_setting(train, FitSettings, name)
-    train.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING, help="feature scaling (default: %(default)s)")
+    train.add_argument(
+        "--scaling", choices=SCALINGS, default=DEFAULT_SCALING, help="feature scaling (default: %(default)s)"
+    )
     train.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default: %(default)s)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
 
