@@ -169,7 +169,9 @@ def _cmd_init(args: argparse.Namespace) -> ExitStatus:
 def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.service import run_worker
 
-    result = run_worker(args.study_name, args.storage, worker_index=args.worker_index, timeout=args.timeout)
+    result = run_worker(
+        args.study_name, args.storage, worker_index=args.worker_index, timeout=args.timeout, gpus=args.gpus
+    )
     if not args.quiet:
         _print_summary(result, as_json=False)
     return ExitStatus.OK
@@ -272,6 +274,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--study-name", required=True, help="the study to join")
     worker.add_argument("--storage", help=STORAGE_HELP)
     worker.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
+    worker.add_argument(
+        "--gpus", help="run one worker process per GPU: all, a count, or ids such as 0,1 (default: one process)"
+    )
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--quiet", action="store_true", help="print nothing when done")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,9 +77,55 @@ def pg_url() -> str:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if _pg_skipped:
-        terminalreporter.section("PostgreSQL", sep="!", red=True, bold=True)
-        terminalreporter.write_line(_pg_skipped[0], red=True, bold=True)
+    for title, skipped in (("PostgreSQL", _pg_skipped), ("Docker", _docker_skipped)):
+        if skipped:
+            terminalreporter.section(title, sep="!", red=True, bold=True)
+            terminalreporter.write_line(skipped[0], red=True, bold=True)
+
+
+# --- Docker: the engine, the stand-in base images and the wheelhouse ----------------------------
+ROOT = Path(__file__).resolve().parent.parent
+_docker_skipped: list[str] = []
+
+
+def _engine_up() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A running Docker engine, started the way this sandbox allows if none runs; skipped loudly otherwise."""
+    if not _engine_up() and shutil.which("dockerd") and os.geteuid() == 0:
+        log = open("/tmp/svmhpo-dockerd.log", "ab")
+        subprocess.Popen(
+            ["dockerd", "--storage-driver=vfs", "--iptables=false", "--ip6tables=false", "--bridge=none"],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _engine_up():
+            time.sleep(1)
+    if not _engine_up() or shutil.which("docker-compose") is None:
+        reason = "NO DOCKER ENGINE (or no docker-compose) and none could be started: compose end-to-end test SKIPPED"
+        _docker_skipped.append(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def standin_images(docker_engine) -> dict[str, str]:
+    """The stand-in base images, built once per machine by dev/standin-images (kept if present)."""
+    subprocess.run([str(ROOT / "dev" / "standin-images")], check=True, timeout=1800)
+    return {"python": "svmhpo-standin/python:3.11", "postgres": "svmhpo-standin/postgres:15"}
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """wheelhouse/ filled by dev/wheelhouse (it fetches only what is missing)."""
+    subprocess.run([str(ROOT / "dev" / "wheelhouse")], check=True, timeout=900)
+    return ROOT / "wheelhouse"
 
 
 # --- study configs ---------------------------------------------------------------------------

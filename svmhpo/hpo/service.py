@@ -6,10 +6,12 @@ The commands that only read studies (``studies``, ``best``, ``report``, ``dashbo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
@@ -20,7 +22,7 @@ from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import resolve_storage_url
 from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
 from svmhpo.hpo.warmstart import run_warm_start
-from svmhpo.hpo.workers import run_workers
+from svmhpo.hpo.workers import run_workers, visible_gpus
 from svmhpo.view.catalog import summary
 from svmhpo.view.dashboard import publish
 
@@ -74,14 +76,27 @@ def run_study(
     return summary(study)
 
 
-def _elected_to_finalize(study: optuna.Study) -> bool:
+def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:
     """Whether this worker refits the best trial, so that workers finishing together do not all do it.
 
-    The worker that finished the study's last trial is elected; a worker that ran no trial of
-    the study (it joined late or was restarted) steps in. :func:`~svmhpo.hpo.finalize.finalize`
-    itself skips when the stored result already describes the best trial.
+    Once no trial runs, the last finished trial is fixed, and the worker that finished it is
+    elected: one worker, whatever the order in which they get here. So each worker first fails
+    stale trials (their workers died) and waits, up to the heartbeat grace period, for the
+    trials still running; a worker still running one decides for itself when it ends. A worker
+    that finished no trial of the study (it joined late, or restarted under a new identity)
+    steps in. :func:`~svmhpo.hpo.finalize.finalize` skips when the stored result already
+    describes the best trial.
     """
-    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    deadline = time.monotonic() + config.grace_period + config.heartbeat_interval
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if not any(t.state == TrialState.RUNNING for t in trials):
+            break
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(min(1.0, config.heartbeat_interval))
+    finished = [t for t in trials if t.state in FINISHED]
     if not any(records.trial_worker(t) == records.WORKER_ID for t in finished):
         return True
     last = max(finished, key=lambda t: t.datetime_complete)
@@ -94,15 +109,27 @@ def run_worker(
     *,
     worker_index: int | None = None,
     timeout: float | None = None,
+    gpus: str | None = None,
     on_progress: Callable[[Counts], None] | None = None,
 ) -> dict[str, Any]:
-    """Join an existing study and run trials until its budget is met; finalize if nobody has."""
+    """Join an existing study and run trials until its budget is met; finalize if nobody has.
+
+    ``gpus`` (``all``, a count or ids ``0,1``) runs one worker process per GPU instead, each
+    seeing only its own GPU, and waits for them: one container or host serves all its GPUs.
+    """
     url = resolve_storage_url(url)
+    if gpus is not None:
+        devices = visible_gpus(gpus)
+        study = load_study(name, url)  # fails here, in one line, if the study does not exist
+        codes = run_workers(name, url, len(devices), devices=devices, timeout=timeout, on_poll=on_progress)
+        if any(codes):
+            raise SvmhpoError(f"study {name!r}: GPU worker exit codes {codes} (GPUs {', '.join(devices)})")
+        return summary(study)
     study = load_study(name, url, worker_index=worker_index)
     config = study_config(study)
     data = load_study_data(config)
     counts = run_trials(study, Objective(config, data), timeout=timeout, on_trial=on_progress)
-    if counts.finished >= config.trials and _elected_to_finalize(study):
+    if counts.finished >= config.trials and _elected_to_finalize(study, config):
         finalize(study, config, data, url)
         publish(study)
     return summary(study)

@@ -14,13 +14,39 @@ from collections.abc import Callable
 
 import optuna
 
+from svmhpo.errors import SvmhpoError
 from svmhpo.hpo.storage import open_storage
 from svmhpo.hpo.studies import Counts, count_trials
 
-__all__ = ["WORKER_MODULE", "run_workers"]
+__all__ = ["WORKER_MODULE", "run_workers", "visible_gpus"]
 
 #: The module the workers run as ``python -m``; :mod:`svmhpo.testing` swaps in its own.
 WORKER_MODULE = "svmhpo"
+
+
+def visible_gpus(spec: str) -> list[str]:
+    """The GPUs ``spec`` names: ``all`` (every GPU this process sees), a count ``N`` (the first N),
+    or a list of ids ``0,2``. Ids are as ``CUDA_VISIBLE_DEVICES`` names them."""
+    spec = spec.strip()
+    if spec == "all" or spec.isdigit():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            ids = [g for g in visible.split(",") if g.strip()]
+        else:
+            import torch
+
+            ids = [str(i) for i in range(torch.cuda.device_count())]
+        if spec != "all":
+            if int(spec) > len(ids):
+                raise SvmhpoError(f"{spec} GPUs asked for, {len(ids)} visible")
+            ids = ids[: int(spec)]
+        if not ids:
+            raise SvmhpoError("no GPU is visible to this process (CUDA_VISIBLE_DEVICES, driver or container runtime)")
+        return ids
+    ids = [g.strip() for g in spec.split(",") if g.strip()]
+    if not ids:
+        raise SvmhpoError(f"GPUs {spec!r}: expected all, a count, or ids such as 0,1")
+    return ids
 
 
 def run_workers(
@@ -28,20 +54,30 @@ def run_workers(
     url: str,
     jobs: int,
     *,
+    devices: list[str] | None = None,
     timeout: float | None = None,
     on_poll: Callable[[Counts], None] | None = None,
     poll_s: float = 1.0,
 ) -> list[int]:
     """Start ``jobs`` local ``svmhpo worker`` processes on the study and wait for them.
 
-    Each gets a share of the CPU threads and its own sampler seed. Returns their exit codes.
+    Each gets a share of the CPU threads and its own sampler seed; with ``devices`` (one GPU id
+    per process) each sees only its own GPU. Returns their exit codes.
     """
+    if devices is not None and len(devices) != jobs:
+        raise ValueError(f"{jobs} workers but {len(devices)} devices")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), SVMHPO_STORAGE=url)
     command = [sys.executable, "-m", WORKER_MODULE, "worker", "--study-name", name, "--quiet"]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
-    procs = [subprocess.Popen([*command, "--worker-index", str(i)], env=env) for i in range(jobs)]
+    procs = [
+        subprocess.Popen(
+            [*command, "--worker-index", str(i)],
+            env=env if devices is None else dict(env, CUDA_VISIBLE_DEVICES=devices[i]),
+        )
+        for i in range(jobs)
+    ]
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     try:
         while any(p.poll() is None for p in procs):

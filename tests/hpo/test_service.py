@@ -236,3 +236,25 @@ batch_size = [32, 256]
     warm = [t for t in study.trials if t.user_attrs.get("source") == "warm_start"]
     assert all(t.params["batch_size"] == 32 for t in warm)  # the configured size is not a choice: the first one
     assert "batch_size" in result["final"]["params"]
+
+
+def test_one_worker_command_serves_several_gpus(tmp_path: Path, study_config, noop_trainer, monkeypatch) -> None:
+    """``worker --gpus 0,1`` runs one process per GPU id, each told its own CUDA_VISIBLE_DEVICES.
+
+    On this CPU machine the children train on the CPU; what is checked is the fan-out."""
+    from svmhpo.errors import SvmhpoError
+    from svmhpo.hpo.workers import visible_gpus
+
+    url = f"sqlite:///{tmp_path / 'gpus.db'}"
+    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
+    config = study_config("gpus", trials=10, epochs=3, warm=False, pruner="none")
+    assert main(["init", "--config", str(config), "--storage", url]) == 0
+    assert main(["worker", "--study-name", "gpus", "--storage", url, "--gpus", "0,1", "--quiet"]) == 0
+    study = _study(url, "gpus")
+    assert 10 <= _finished(study) < 12
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,6")
+    assert visible_gpus("all") == ["3", "5", "6"] and visible_gpus("2") == ["3", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(SvmhpoError, match="no GPU is visible"):
+        visible_gpus("all")

@@ -1,0 +1,204 @@
+"""The real compose stack on a real Docker engine: build, ``up --scale worker=3``, kill a worker, ``down -v``.
+
+The project's own Dockerfile and docker-compose.yml run unmodified. Only the base images are
+swapped, through ``PYTHON_IMAGE`` and ``POSTGRES_IMAGE``, for the stand-ins that
+``dev/standin-images`` builds from Debian packages (no registry is reachable here). The image
+installs from ``dev/wheelhouse``'s wheels (containers cannot reach PyPI here). Images and wheels
+are cached on the machine, so only the first run pays for them. A test-only override file mounts
+a small study config and publishes PostgreSQL on a loopback port for the host's ``svmhpo best``.
+
+Skipped, with a red banner, only where no Docker engine runs or can be started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ["docker-compose"]
+TRIALS = 60
+
+pytestmark = pytest.mark.docker
+
+#: The e2e study: generated data sized so that trials last long enough to be killed mid-trial, and
+#: a heartbeat grace short enough that the killed trial is failed and retried before the budget.
+E2E_CONFIG = """
+[study]
+name = "e2e"
+trials = 60
+heartbeat_interval = 1
+grace_period = 4
+
+[data]
+source = "synthetic:8000x64x10"
+
+[training]
+epochs = 8
+
+[warm_start]
+enabled = false
+
+[baseline]
+C = [0.1]
+"""
+
+
+def _run(args: list[str], *, env: dict | None = None, timeout: float = 600, check: bool = True) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    if check and done.returncode != 0:
+        output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{output}")
+    return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _study(url: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name="e2e", storage=url)
+    except Exception:  # not created yet, or the database is not up
+        return None
+
+
+def _state(container: str) -> dict:
+    return json.loads(_run(["docker", "inspect", "--format", "{{json .State}}", container]))
+
+
+def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin_images, wheelhouse, tmp_path):
+    project = f"svmhpoe2e{uuid.uuid4().hex[:6]}"
+    password = secrets.token_hex(12)
+    pg_port = _free_port()
+    (tmp_path / "e2e.toml").write_text(E2E_CONFIG)
+    override = tmp_path / "override.yml"
+    override.write_text(
+        "services:\n"
+        "  postgres:\n"
+        f"    ports: ['127.0.0.1:{pg_port}:5432']\n"
+        "  init:\n"
+        f"    volumes: ['{tmp_path / 'e2e.toml'}:/app/studies/e2e.toml:ro']\n"
+    )
+    env = dict(
+        os.environ,
+        POSTGRES_PASSWORD=password,
+        PYTHON_IMAGE=standin_images["python"],
+        POSTGRES_IMAGE=standin_images["postgres"],
+        SVMHPO_CONFIG="e2e",
+        SVMHPO_STUDY="e2e",
+        SVMHPO_TRIALS=str(TRIALS),
+    )
+    compose = [*COMPOSE, "-p", project, "-f", str(ROOT / "docker-compose.yml"), "-f", str(override)]
+    url = f"postgresql+psycopg://svmhpo:{password}@127.0.0.1:{pg_port}/svmhpo"
+    try:
+        _run([*compose, "build"], env=env, timeout=1800)
+        _run([*compose, "up", "-d", "--scale", "worker=3"], env=env, timeout=600)
+
+        def container_of(service: str) -> list[str]:
+            return _run([*compose, "ps", "-q", service], env=env).split()
+
+        # init runs once and exits 0
+        (init,) = container_of("init")
+        _wait_for(lambda: _state(init)["Status"] == "exited", 300, "init to finish")
+        assert _state(init)["ExitCode"] == 0, _run([*compose, "logs", "init"], env=env)
+
+        # kill one worker in the middle of a trial
+        workers = container_of("worker")
+        assert len(workers) == 3
+        running = _wait_for(
+            lambda: (s := _study(url)) and [t for t in s.get_trials(states=(TrialState.RUNNING,))], 300, "a trial"
+        )
+        host_of = {c: _run(["docker", "inspect", "--format", "{{.Config.Hostname}}", c]).strip() for c in workers}
+        victim = next(c for c in workers if any(t.user_attrs.get("worker", "").startswith(host_of[c]) for t in running))
+        # A crash, as an OOM kill is: SIGKILL to the worker process from outside. (`docker kill` is
+        # a stop by hand, for which Docker skips the restart policy.)
+        os.kill(_state(victim)["Pid"], signal.SIGKILL)
+        killed = [
+            t.number
+            for t in _study(url).get_trials(states=(TrialState.RUNNING,))
+            if t.user_attrs.get("worker", "").startswith(host_of[victim])
+        ]
+
+        # every worker ends with exit 0; the killed one was restarted by its restart policy
+        restarts = lambda: json.loads(_run(["docker", "inspect", "--format", "{{.RestartCount}}", victim]))  # noqa: E731
+        _wait_for(restarts, 120, "the restart policy to restart the killed worker")
+        _wait_for(
+            lambda: all(_state(c)["Status"] == "exited" for c in workers), 600, "the workers to fill the budget", 2
+        )
+        assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], _run([*compose, "logs", "worker"], env=env)
+
+        study = _study(url)
+        trials = study.get_trials()
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert TRIALS <= len(finished) < TRIALS + 3
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        assert len({t.user_attrs["worker"].split(":")[0] for t in finished}) >= 3  # three containers pulled trials
+        for number in killed:  # the killed trial was failed after the grace period and re-run
+            assert trials[number].state == TrialState.FAIL
+            assert [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        final, base = study.user_attrs["final"], study.user_attrs["baseline"]
+        assert final["trial"] == study.best_trial.number and 0.2 < final["test_acc"] <= 1
+        assert base["test_acc"] > 0.2
+
+        # the host reads the same study
+        out = _run([sys.executable, "-m", "svmhpo", "best", "--study-name", "e2e", "--storage", url])
+        assert f"best trial {final['trial']}:" in out and "test (refit on train+val)" in out
+
+        # the dashboard answers on loopback
+        body = _wait_for(
+            lambda: _get("http://127.0.0.1:8080/api/studies"), 120, "the dashboard on 127.0.0.1:8080"
+        )
+        assert "e2e" in body
+
+        # exactly one refit: one model file in the shared volume
+        (dashboard,) = container_of("dashboard")
+        assert _run(["docker", "exec", dashboard, "ls", "/data/artifacts"]).split() == [final["model_artifact_id"]]
+
+        # no container runs as root
+        assert _run(["docker", "exec", dashboard, "id", "-u"]).strip() == "10001"
+        for c in [init, *workers, dashboard]:
+            assert _run(["docker", "inspect", "--format", "{{.Config.User}}", c]).strip() == "10001:10001"
+
+        # the password is in no log line
+        logs = _run([*compose, "logs", "--no-color"], env=env)
+        assert logs.strip() and password not in logs
+    finally:
+        _run([*compose, "down", "-v", "--remove-orphans"], env=env, timeout=300, check=False)
+    label = f"label=com.docker.compose.project={project}"
+    assert _run(["docker", "ps", "-aq", "--filter", label]).split() == []
+    assert _run(["docker", "network", "ls", "-q", "--filter", label]).split() == []
+    assert _run(["docker", "volume", "ls", "-q", "--filter", label]).split() == []
+
+
+def _get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.read().decode() if response.status == 200 else None
+    except OSError:
+        return None
