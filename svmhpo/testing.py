@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 
 from svmhpo.svm.params import VAL_ACC, SVMParams
 
-__all__ = ["NoOpTrainer", "install_noop_trainer", "main", "noop_score"]
+__all__ = ["NoOpTrainer", "free_port", "install_noop_trainer", "main", "noop_score", "wait_for"]
 
 
 class _Score(float):
@@ -60,6 +61,24 @@ class NoOpTrainer:
 def noop_score(lr: float, epoch: int, epochs: int) -> float:
     """The made-up ``val_acc`` of :class:`NoOpTrainer` at ``epoch`` (0-based) of ``epochs``."""
     return max(0.0, 1.0 - abs(math.log10(lr) + 1.0) / 4.0) * (epoch + 1) / epochs
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "the condition", interval: float = 0.5):
+    """Call ``predicate`` until it returns something true, and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def install_noop_trainer(epoch_seconds: float = 0.0) -> None:

@@ -16,10 +16,8 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -27,6 +25,8 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from svmhpo.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ["docker-compose"]
@@ -65,22 +65,6 @@ def _run(args: list[str], *, env: dict | None = None, timeout: float = 600, chec
     return done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _study(url: str) -> optuna.Study | None:
     try:
         return optuna.load_study(study_name="e2e", storage=url)
@@ -95,7 +79,7 @@ def _state(container: str) -> dict:
 def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin_images, wheelhouse, tmp_path):
     project = f"svmhpoe2e{uuid.uuid4().hex[:6]}"
     password = secrets.token_hex(12)
-    pg_port = _free_port()
+    pg_port = free_port()
     (tmp_path / "e2e.toml").write_text(E2E_CONFIG)
     override = tmp_path / "override.yml"
     override.write_text(
@@ -125,13 +109,13 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
 
         # init runs once and exits 0
         (init,) = container_of("init")
-        _wait_for(lambda: _state(init)["Status"] == "exited", 300, "init to finish")
+        wait_for(lambda: _state(init)["Status"] == "exited", 300, "init to finish")
         assert _state(init)["ExitCode"] == 0, _run([*compose, "logs", "init"], env=env)
 
         # kill one worker in the middle of a trial
         workers = container_of("worker")
         assert len(workers) == 3
-        running = _wait_for(
+        running = wait_for(
             lambda: (s := _study(url)) and [t for t in s.get_trials(states=(TrialState.RUNNING,))], 300, "a trial"
         )
         host_of = {c: _run(["docker", "inspect", "--format", "{{.Config.Hostname}}", c]).strip() for c in workers}
@@ -147,8 +131,8 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
 
         # every worker ends with exit 0; the killed one was restarted by its restart policy
         restarts = lambda: json.loads(_run(["docker", "inspect", "--format", "{{.RestartCount}}", victim]))  # noqa: E731
-        _wait_for(restarts, 120, "the restart policy to restart the killed worker")
-        _wait_for(
+        wait_for(restarts, 120, "the restart policy to restart the killed worker")
+        wait_for(
             lambda: all(_state(c)["Status"] == "exited" for c in workers), 600, "the workers to fill the budget", 2
         )
         assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], _run([*compose, "logs", "worker"], env=env)
@@ -171,7 +155,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         assert f"best trial {final['trial']}:" in out and "test (refit on train+val)" in out
 
         # the dashboard answers on loopback
-        body = _wait_for(
+        body = wait_for(
             lambda: _get("http://127.0.0.1:8080/api/studies"), 120, "the dashboard on 127.0.0.1:8080"
         )
         assert "e2e" in body

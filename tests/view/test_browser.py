@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from svmhpo.hpo.studies import open_study
+from svmhpo.testing import free_port, wait_for
 from svmhpo.view.report import write_report
 
 pytestmark = pytest.mark.browser
@@ -59,22 +58,6 @@ def browser():
     driver.quit()
 
 
-def _wait_for(predicate, timeout: float = 60, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for the page")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _severe(driver) -> list[dict]:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
@@ -83,7 +66,7 @@ def test_dashboard_shows_study_trials_and_importance(browser, small_study, scree
     from selenium.webdriver.common.by import By
 
     url, name = small_study
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "svmhpo", "dashboard", "--storage", url, "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -99,12 +82,12 @@ def test_dashboard_shows_study_trials_and_importance(browser, small_study, scree
             except OSError:
                 return False
 
-        _wait_for(up, timeout=90)
+        wait_for(up, timeout=90, what="the dashboard")
         browser.get(f"{base}/dashboard/studies/1")
         body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
-        _wait_for(lambda: "Hyperparameter Importance" in body() and "Best Trial" in body())
+        wait_for(lambda: "Hyperparameter Importance" in body() and "Best Trial" in body())
         # the importance plot drew its bars: parameter names appear as axis labels of a plotly svg
-        _wait_for(
+        wait_for(
             lambda: any(
                 "weight_decay" in e.text or "lr" in e.text
                 for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
@@ -116,10 +99,10 @@ def test_dashboard_shows_study_trials_and_importance(browser, small_study, scree
         browser.save_screenshot(str(screenshots / "dashboard.png"))
         # the study note: the best trial's test result beside the LinearSVC baseline
         browser.get(f"{base}/dashboard/studies/1/note")
-        _wait_for(lambda: "svmhpo results" in body())
+        wait_for(lambda: "svmhpo results" in body())
         assert "LinearSVC" in body() and "refit on train+val" in body()
         browser.get(f"{base}/dashboard/studies/1/trials")
-        _wait_for(lambda: "Trial 0" in body() or "trial 0" in body().lower())
+        wait_for(lambda: "Trial 0" in body() or "trial 0" in body().lower())
         assert _severe(browser) == []
     finally:
         server.terminate()
@@ -133,7 +116,7 @@ def test_report_renders_without_javascript_errors(browser, small_study, tmp_path
     study = open_study(name, url)
     path = write_report(study, tmp_path)
     browser.get(path.as_uri())
-    plots = _wait_for(
+    plots = wait_for(
         lambda: [
             p
             for p in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
