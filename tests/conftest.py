@@ -16,6 +16,7 @@ import pytest
 if TYPE_CHECKING:
     from svmhpo.svm.data import DeviceData
 
+
 @pytest.fixture(scope="session")
 def digits() -> DeviceData:
     """The default 72/8/20 digits split (random_state 0), standardised, on CPU."""

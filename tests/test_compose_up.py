@@ -155,9 +155,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         assert f"best trial {final['trial']}:" in out and "test (refit on train+val)" in out
 
         # the dashboard answers on loopback
-        body = wait_for(
-            lambda: _get("http://127.0.0.1:8080/api/studies"), 120, "the dashboard on 127.0.0.1:8080"
-        )
+        body = wait_for(lambda: _get("http://127.0.0.1:8080/api/studies"), 120, "the dashboard on 127.0.0.1:8080")
         assert "e2e" in body
 
         # exactly one refit: one model file in the shared volume

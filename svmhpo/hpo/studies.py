@@ -33,6 +33,7 @@ __all__ = [
 #: The states that count toward a study's budget.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
+
 @dataclass(frozen=True)
 class Counts:
     """Trial counts of a study by outcome, and the best value so far."""

@@ -19,7 +19,15 @@ from torch import nn
 
 from svmhpo.svm.params import STRATEGIES
 
-__all__ = ["REDUCTIONS", "STRATEGIES", "BinaryHingeLoss", "MultiClassHingeLoss"]
+__all__ = [
+    "REDUCTIONS",
+    "STRATEGIES",
+    "BinaryHingeLoss",
+    "MultiClassHingeLoss",
+    "binary_slack",
+    "crammer_singer_slack",
+    "one_vs_rest_slack",
+]
 
 Reduction = Literal["mean", "sum", "none"]
 Strategy = Literal["crammer_singer", "one_vs_rest"]
@@ -30,6 +38,37 @@ REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+Margin = float | torch.Tensor
+
+
+def binary_slack(logits: torch.Tensor, target: torch.Tensor, margin: Margin) -> torch.Tensor:
+    """``[margin − y·f(x)]₊`` per sample, for logits of shape ``(..., N)`` and labels ±1 of shape ``(N,)``.
+
+    Leading dimensions (a stack of models) broadcast, and so does a tensor ``margin`` of shape
+    ``(..., 1)``: one slack per model and sample.
+    """
+    return torch.clamp_min(margin - target.to(logits.dtype) * logits, 0.0)
+
+
+def crammer_singer_slack(logits: torch.Tensor, target: torch.Tensor, margin: Margin) -> torch.Tensor:
+    """``[margin − (f_t(x) − max_{k≠t} f_k(x))]₊`` per sample, for logits ``(..., N, K)`` and labels ``(N,)``."""
+    index = target.view(*([1] * (logits.ndim - 2)), -1, 1).expand(*logits.shape[:-1], 1)
+    true_score = logits.gather(-1, index).squeeze(-1)
+    # Mask the true class out with -inf instead of indexing y_pred[:, y_true], which would
+    # broadcast to an N×N matrix.
+    is_true = torch.nn.functional.one_hot(target, logits.shape[-1]).to(torch.bool)
+    best_other = logits.masked_fill(is_true, float("-inf")).amax(dim=-1)
+    return torch.clamp_min(margin - (true_score - best_other), 0.0)
+
+
+def one_vs_rest_slack(logits: torch.Tensor, target: torch.Tensor, margin: Margin) -> torch.Tensor:
+    """The K binary slacks ``[margin − y_k·f_k(x)]₊`` of each sample, shape ``(..., N, K)``, ``y_k = ±1``."""
+    if isinstance(margin, torch.Tensor):
+        margin = margin.unsqueeze(-1)
+    signs = torch.nn.functional.one_hot(target, logits.shape[-1]).to(logits.dtype) * 2 - 1
+    return torch.clamp_min(margin - signs * logits, 0.0)
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -73,10 +112,7 @@ class BinaryHingeLoss(_HingeBase):
     """
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.reshape(-1)
-        target = target.reshape(-1).to(logits.dtype)
-        slack = torch.clamp_min(self.margin - target * logits, 0.0)
-        return self._finish(slack)
+        return self._finish(binary_slack(logits.reshape(-1), target.reshape(-1), self.margin))
 
 
 class MultiClassHingeLoss(_HingeBase):
@@ -106,20 +142,12 @@ class MultiClassHingeLoss(_HingeBase):
         if logits.ndim != 2:
             raise ValueError(f"logits must have shape (N, K); got {tuple(logits.shape)}")
         target = target.reshape(-1).long()
-        is_true = torch.nn.functional.one_hot(target, logits.shape[1]).to(torch.bool)
         if self.strategy == "crammer_singer":
-            true_score = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-            # Mask the true class out with -inf instead of indexing y_pred[:, y_true], which would
-            # broadcast to an N×N matrix.
-            best_other = logits.masked_fill(is_true, float("-inf")).amax(dim=1)
-            slack = torch.clamp_min(self.margin - (true_score - best_other), 0.0)
-        else:
-            signs = is_true.to(logits.dtype) * 2 - 1
-            per_class = torch.clamp_min(self.margin - signs * logits, 0.0)
-            if self.squared:
-                per_class = per_class.square()
-            return self.C * _reduce(per_class.sum(dim=1), self.reduction)
-        return self._finish(slack)
+            return self._finish(crammer_singer_slack(logits, target, self.margin))
+        per_class = one_vs_rest_slack(logits, target, self.margin)
+        if self.squared:
+            per_class = per_class.square()
+        return self.C * _reduce(per_class.sum(dim=1), self.reduction)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, strategy={self.strategy!r}"
