@@ -104,7 +104,12 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
 def _config(args: argparse.Namespace):
     from svmhpo.hpo.config import load_config
 
-    return load_config(args.config).replace(name=args.study_name, trials=getattr(args, "trials", None))
+    batch_trials = getattr(args, "batch_trials", None)
+    return load_config(args.config).replace(
+        name=args.study_name,
+        trials=getattr(args, "trials", None),
+        training={"batch_trials": batch_trials} if batch_trials else None,
+    )
 
 
 def _print_summary(result: dict, as_json: bool) -> None:
@@ -170,7 +175,12 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.service import run_worker
 
     result = run_worker(
-        args.study_name, args.storage, worker_index=args.worker_index, timeout=args.timeout, gpus=args.gpus
+        args.study_name,
+        args.storage,
+        worker_index=args.worker_index,
+        timeout=args.timeout,
+        gpus=args.gpus,
+        batch_trials=args.batch_trials,
     )
     if not args.quiet:
         _print_summary(result, as_json=False)
@@ -223,10 +233,14 @@ POSITIVE_FLOAT = _checked(float, 0, False)
 
 
 def _parser() -> argparse.ArgumentParser:
-    from svmhpo.hpo.config import StudyConfig
+    from svmhpo.hpo.config import StudyConfig, TrainingConfig
     from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, FitSettings, SVMParams
 
     debug_help = "show the traceback of an error"
+    batch_help = (
+        f"{TrainingConfig.field('batch_trials').description} "
+        f"(default: the config's [training] batch_trials, {TrainingConfig().batch_trials})"
+    )
     parser = argparse.ArgumentParser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
     parser.add_argument("--debug", action="store_true", help=debug_help)
     common = argparse.ArgumentParser(add_help=False)  # --debug after the command too, not resetting it
@@ -265,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--study-name", help="study name (default: the config's)")
         p.add_argument("--no-warm-start", action="store_true", help="skip the LR-finder warm start")
         if name == "run":
+            p.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
             p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")
             p.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
             p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -277,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--gpus", help="run one worker process per GPU: all, a count, or ids such as 0,1 (default: one process)"
     )
+    worker.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     worker.add_argument("--quiet", action="store_true", help="print nothing when done")
 

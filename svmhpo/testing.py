@@ -22,7 +22,15 @@ from types import SimpleNamespace
 
 from svmhpo.svm.params import VAL_ACC, SVMParams
 
-__all__ = ["NoOpTrainer", "free_port", "install_noop_trainer", "main", "noop_score", "wait_for"]
+__all__ = [
+    "NoOpBatchTrainer",
+    "NoOpTrainer",
+    "free_port",
+    "install_noop_trainer",
+    "main",
+    "noop_score",
+    "wait_for",
+]
 
 
 class _Score(float):
@@ -58,6 +66,62 @@ class NoOpTrainer:
         return None, trainer
 
 
+class _NoOpMembers:
+    """A :class:`~svmhpo.svm.batched.MemberFit` whose members only report made-up scores."""
+
+    def __init__(self, members: Sequence[SVMParams], trainer: SimpleNamespace) -> None:
+        self.members = list(members)
+        self.current_epoch = 0
+        self._live = list(range(len(members)))
+        self._val_acc: dict[int, float] = {}
+        self._trainer = trainer
+
+    @property
+    def live(self) -> tuple[int, ...]:
+        return tuple(self._live)
+
+    @property
+    def val_acc(self) -> dict[int, float]:
+        return dict(self._val_acc)
+
+    def take_diverged(self) -> dict[int, str]:
+        return {}
+
+    def stop(self, members) -> None:
+        gone = set(members)
+        self._live = [i for i in self._live if i not in gone]
+        for i in gone:
+            self._val_acc.pop(i, None)
+        if not self._live:
+            self._trainer.should_stop = True
+
+
+class NoOpBatchTrainer:
+    """The batched counterpart of :class:`NoOpTrainer`: each member reports :func:`noop_score`.
+
+    It drives the callbacks as :func:`~svmhpo.svm.batched.fit_batch` does, through
+    ``on_validation_end`` with a :class:`~svmhpo.svm.batched.MemberFit` as the module, and
+    optionally sleeps per epoch (once for the whole batch).
+    """
+
+    def __init__(self, epoch_seconds: float = 0.0) -> None:
+        self.epoch_seconds = epoch_seconds
+
+    def __call__(self, members: Sequence[SVMParams], data, *, epochs: int, batch_size: int, seed: int, callbacks=()):
+        trainer = SimpleNamespace(sanity_checking=False, should_stop=False)
+        module = _NoOpMembers(members, trainer)
+        for epoch in range(epochs):
+            if self.epoch_seconds:
+                time.sleep(self.epoch_seconds)
+            module.current_epoch = epoch
+            module._val_acc = {i: noop_score(members[i].lr, epoch, epochs) for i in module.live}
+            for callback in callbacks:
+                callback.on_validation_end(trainer, module)
+            if trainer.should_stop:
+                break
+        return module, trainer
+
+
 def noop_score(lr: float, epoch: int, epochs: int) -> float:
     """The made-up ``val_acc`` of :class:`NoOpTrainer` at ``epoch`` (0-based) of ``epochs``."""
     return max(0.0, 1.0 - abs(math.log10(lr) + 1.0) / 4.0) * (epoch + 1) / epochs
@@ -84,9 +148,10 @@ def free_port() -> int:
 def install_noop_trainer(epoch_seconds: float = 0.0) -> None:
     """Make the no-op trainer the default of this process and of the workers it starts."""
     from svmhpo.hpo import workers
-    from svmhpo.hpo.objective import Objective
+    from svmhpo.hpo.objective import BatchObjective, Objective
 
     Objective.default_fit = staticmethod(NoOpTrainer(epoch_seconds))
+    BatchObjective.default_fit = staticmethod(NoOpBatchTrainer(epoch_seconds))
     workers.WORKER_MODULE = __name__
 
 

@@ -29,11 +29,12 @@ def digits() -> DeviceData:
 def noop_trainer(monkeypatch: pytest.MonkeyPatch):
     """Make the no-op trainer (:mod:`svmhpo.testing`) the default of this test's in-process runs."""
     from svmhpo.hpo import workers
-    from svmhpo.hpo.objective import Objective
-    from svmhpo.testing import NoOpTrainer
+    from svmhpo.hpo.objective import BatchObjective, Objective
+    from svmhpo.testing import NoOpBatchTrainer, NoOpTrainer
 
     trainer = NoOpTrainer()
     monkeypatch.setattr(Objective, "default_fit", staticmethod(trainer))
+    monkeypatch.setattr(BatchObjective, "default_fit", staticmethod(NoOpBatchTrainer()))
     monkeypatch.setattr(workers, "WORKER_MODULE", "svmhpo.testing")
     return trainer
 
@@ -145,6 +146,7 @@ def study_config(tmp_path: Path):
         heartbeat: int = 10,
         grace: int = 30,
         sampler: str = "tpe",
+        batch_trials: int | None = None,
         extra: str = "",
     ) -> Path:
         name = name or f"t-{uuid.uuid4().hex[:8]}"
@@ -166,6 +168,7 @@ def study_config(tmp_path: Path):
             [training]
             epochs = {epochs}
             batch_size = 64
+            {"" if batch_trials is None else f"batch_trials = {batch_trials}"}
 
             [warm_start]
             enabled = {str(warm).lower()}

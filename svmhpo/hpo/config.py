@@ -32,7 +32,17 @@ from svmhpo.svm.params import (
     search_range,
 )
 
-__all__ = ["PRUNERS", "SAMPLERS", "StudyConfig", "bundled_config", "bundled_configs", "load_config"]
+__all__ = [
+    "PER_RUN",
+    "PRUNERS",
+    "SAMPLERS",
+    "StudyConfig",
+    "TrainingConfig",
+    "bundled_config",
+    "bundled_configs",
+    "load_config",
+    "study_identity",
+]
 
 Sampler = Literal["tpe", "random", "qmc", "gp"]
 Pruner = Literal["median", "hyperband", "none"]
@@ -112,6 +122,20 @@ class BaselineConfig(_Section):
     multi_class: Literal["crammer_singer", "ovr"] = "crammer_singer"
 
 
+class TrainingConfig(FitSettings):
+    """The ``[training]`` section: each trial's fit settings, and how many trials train as one batch."""
+
+    batch_trials: int = Field(
+        8,
+        ge=1,
+        description="trials trained side by side as one batched fit; 1 trains one trial per fit",
+    )
+
+
+#: Settings that a run or worker may change for itself without changing the study (its identity
+#: is the rest of the config): ``[study] trials``, the budget, and ``[training] batch_trials``.
+PER_RUN = ("trials", "training.batch_trials")
+
 _SECTIONS = ("data", "training", "search", "warm_start", "baseline")
 
 
@@ -126,7 +150,7 @@ class StudyConfig(_Section):
     heartbeat_interval: int = Field(10, ge=1)
     grace_period: int = 30
     data: DataConfig = DataConfig()
-    training: FitSettings = FitSettings()
+    training: TrainingConfig = TrainingConfig()
     search: SearchConfig = SearchConfig()
     warm_start: WarmStartConfig = WarmStartConfig()
     baseline: BaselineConfig = BaselineConfig()
@@ -250,3 +274,10 @@ def load_config(source: str | Path | None = None) -> StudyConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     return _validate(_flatten(raw, str(path)), str(path))
+
+
+def study_identity(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config's JSON form without :data:`PER_RUN` settings: what must match to continue a study."""
+    identity = {k: v for k, v in raw.items() if k != "trials"}
+    identity["training"] = {k: v for k, v in raw.get("training", {}).items() if k != "batch_trials"}
+    return identity

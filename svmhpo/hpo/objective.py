@@ -1,20 +1,34 @@
-"""One trial: sample the hyperparameters, fit with Lightning, report ``val_acc`` every epoch."""
+"""Trials: sample the hyperparameters, fit with Lightning, report ``val_acc`` every epoch.
+
+:class:`Objective` runs one trial per fit, as ``study.optimize`` calls it. :class:`BatchObjective`
+runs several asked trials as the members of one batched fit
+(:func:`~svmhpo.svm.batched.fit_batch`), each reporting to its own trial and pruned on its own.
+"""
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import lightning.pytorch as pl
 import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import suggest
+from svmhpo.hpo.studies import count_trials
+from svmhpo.svm.batched import MemberFit, fit_batch
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.model import DivergedError
+from svmhpo.svm.params import SVMParams
 from svmhpo.svm.training import fit
 
-__all__ = ["FitFn", "Objective"]
+__all__ = ["BatchFitFn", "BatchObjective", "FitFn", "Member", "MemberPruning", "Objective", "make_objective"]
 
 #: A trainer: ``fit_fn(params, data, *, epochs, batch_size, seed, callbacks) -> (module, trainer)``
 #: whose trainer's ``callback_metrics`` holds the final ``val_acc``.
@@ -57,3 +71,156 @@ class Objective:
             records.mark_diverged(trial, str(exc))
             raise optuna.TrialPruned(f"diverged: {exc}") from None
         return float(trainer.callback_metrics[records.METRIC])
+
+
+#: A batch trainer: ``fit_fn(members, data, *, epochs, batch_size, seed, callbacks) -> (module, trainer)``
+#: whose callbacks see a :class:`~svmhpo.svm.batched.MemberFit` as the module.
+BatchFitFn = Callable[..., tuple]
+
+
+@dataclass(frozen=True)
+class Member:
+    """An asked trial with its sampled hyperparameters and batch size."""
+
+    trial: optuna.Trial
+    params: SVMParams
+    batch_size: int
+
+
+class _MemberTrainer:
+    """The part of a Trainer that optuna-integration's pruning callback reads, for one member."""
+
+    def __init__(self, sanity_checking: bool, value: float) -> None:
+        self.sanity_checking = sanity_checking
+        self.callback_metrics = {records.METRIC: torch.tensor(value)}
+        self.is_global_zero = True
+
+
+class MemberPruning(pl.Callback):
+    """Each member of a batch reports to its own trial and is pruned on its own.
+
+    After every validation each live member's ``val_acc`` goes through its own
+    ``PyTorchLightningPruningCallback``, which reports it and asks the pruner; that callback
+    stops a single-trial fit by raising ``TrialPruned``, which here stops that member alone
+    and tells its trial PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
+    ``diverged`` as soon as the batch notices. What is told is kept in :attr:`told`.
+    """
+
+    def __init__(self, study: optuna.Study, members: list[Member]) -> None:
+        self.study = study
+        self.members = members
+        self.callbacks = [PyTorchLightningPruningCallback(m.trial, monitor=records.METRIC) for m in members]
+        self.told: dict[int, FrozenTrial] = {}
+
+    def tell(self, member: int, state: TrialState | None = None, value: float | None = None) -> None:
+        trial = self.members[member].trial
+        self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
+
+    def _tell_diverged(self, module: MemberFit) -> None:
+        for member, reason in module.take_diverged().items():
+            records.mark_diverged(self.members[member].trial, reason)
+            self.tell(member, TrialState.PRUNED)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self._tell_diverged(module)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: MemberFit) -> None:
+        self._tell_diverged(module)
+        pruned = []
+        for member, value in module.val_acc.items():
+            try:
+                self.callbacks[member].on_validation_end(_MemberTrainer(trainer.sanity_checking, value), module)
+            except optuna.TrialPruned:
+                pruned.append(member)
+        if pruned:
+            module.stop(pruned)
+            for member in pruned:
+                self.tell(member, TrialState.PRUNED)
+
+
+class BatchObjective:
+    """Runs asked trials as the members of batched fits, over data loaded once per process.
+
+    :meth:`ask` asks the study for trials one by one (so that TPE's constant liar sees each
+    asked point before sampling the next) and stores on each the seed of its batch and this
+    worker. :meth:`run` trains them, one fit per batch size among them, and tells every trial:
+    COMPLETE with its last ``val_acc``, PRUNED as it is pruned or diverges, FAIL (with the
+    reason) if its fit raises. Member ``i`` makes the updates of a single fit with the stored
+    seed, so a batched trial is reproduced alone by ``svmhpo train`` with its parameters and seed.
+    """
+
+    #: The batch trainer when none is given; :mod:`svmhpo.testing` swaps in a no-op one.
+    default_fit: BatchFitFn = staticmethod(fit_batch)
+
+    def __init__(
+        self, config: StudyConfig, data: DeviceData | None, *, batch_trials: int, fit_fn: BatchFitFn | None = None
+    ) -> None:
+        if batch_trials < 1:
+            raise ValueError(f"batch_trials must be at least 1, got {batch_trials}")
+        self.config = config
+        self.data = data
+        self.batch_trials = batch_trials
+        self.fit_fn = fit_fn or self.default_fit
+
+    def ask(self, study: optuna.Study, n: int) -> list[Member]:
+        """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
+
+        Before each ask the study is counted again, and asking stops once its finished and
+        running trials fill the budget: workers asking side by side overshoot it by at most one
+        trial each, as with one trial per fit.
+        """
+        members: list[Member] = []
+        for _ in range(n):
+            if members:
+                counts = count_trials(study)
+                if counts.finished + counts.running >= self.config.trials:
+                    break
+            with warnings.catch_warnings():  # heartbeats are kept by hpo.storage.heartbeats, not optimize
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                trial = study.ask()
+            members.append(Member(trial, *suggest(trial, self.config)))
+        seed = self.config.seed + members[0].trial.number
+        for member in members:
+            records.set_trial_origin(member.trial, seed)
+        return members
+
+    def run(self, study: optuna.Study, members: list[Member]) -> list[FrozenTrial]:
+        """Train and tell every member; return the told trials in the members' order."""
+        seed = self.config.seed + members[0].trial.number
+        told: dict[int, FrozenTrial] = {}
+        by_batch_size = itertools.groupby(sorted(members, key=lambda m: m.batch_size), key=lambda m: m.batch_size)
+        for batch_size, group in by_batch_size:
+            group = list(group)
+            pruning = MemberPruning(study, group)
+            try:
+                module, _ = self.fit_fn(
+                    [m.params for m in group],
+                    self.data,
+                    epochs=self.config.training.epochs,
+                    batch_size=batch_size,
+                    seed=seed,
+                    callbacks=[pruning],
+                )
+                values = module.val_acc
+                for member in module.live:
+                    pruning.tell(member, value=values[member])
+            except Exception as exc:
+                self._fail(pruning, group, repr(exc))
+            except BaseException:  # Ctrl-C, or Lightning's exit on it: no trial is left running
+                self._fail(pruning, group, "interrupted")
+                raise
+            told.update({group[i].trial.number: t for i, t in pruning.told.items()})
+        return [told[m.trial.number] for m in members]
+
+    @staticmethod
+    def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
+        for i, member in enumerate(group):
+            if i not in pruning.told:
+                records.set_fail_reason(member.trial, reason)
+                pruning.tell(i, TrialState.FAIL)
+
+
+def make_objective(config: StudyConfig, data: DeviceData | None) -> Objective | BatchObjective:
+    """One trial per fit when ``[training] batch_trials`` is 1, else batches of that many."""
+    k = config.training.batch_trials
+    return Objective(config, data) if k == 1 else BatchObjective(config, data, batch_trials=k)

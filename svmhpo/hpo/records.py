@@ -15,7 +15,8 @@ Study user attributes:
 - ``baseline``: scikit-learn's ``LinearSVC`` on the same split.
 
 Trial user attributes: ``seed`` (which reproduces the fit), ``worker`` (the process that ran it),
-``diverged`` (the reason, on trials pruned for a NaN/inf loss) and ``source`` (``warm_start`` on
+``diverged`` (the reason, on trials pruned for a NaN/inf loss), ``fail_reason`` (on a batch
+member whose fit raised) and ``source`` (``warm_start`` on
 the trials the warm start enqueued). Optuna's retry callback writes the system attribute
 ``failed_trial`` on a re-queued trial. This module imports neither torch nor Lightning.
 """
@@ -44,6 +45,7 @@ __all__ = [
     "set_baseline",
     "set_budget",
     "set_config",
+    "set_fail_reason",
     "set_final",
     "set_trial_origin",
     "set_warm_start",
@@ -168,5 +170,10 @@ def retried_from(trial: FrozenTrial) -> int | None:
     return trial.system_attrs.get(FAILED_TRIAL)
 
 
+def set_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    """Record why a batch member failed (``study.optimize`` logs it but stores nothing)."""
+    trial.set_user_attr(FAIL_REASON, reason)
+
+
 def fail_reason(trial: FrozenTrial) -> str | None:
-    return trial.system_attrs.get(FAIL_REASON)
+    return trial.user_attrs.get(FAIL_REASON) or trial.system_attrs.get(FAIL_REASON)

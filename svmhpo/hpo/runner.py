@@ -2,8 +2,9 @@
 
 The budget is the study's total of *finished* trials (complete plus pruned), across every
 process and every resumed run, so re-running after an interruption tops the study up instead of
-adding the budget again. Several workers may overshoot by at most one trial each (a trial started
-before the budget was met is allowed to finish).
+adding the budget again. One trial at a time, several workers may overshoot by at most one trial
+each (a trial started before the budget was met is allowed to finish). In batches, a worker asks
+at most the budget left after the finished and running trials, so batches never overshoot.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from optuna.trial import TrialState
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
-from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.objective import BatchObjective, Objective
+from svmhpo.hpo.storage import heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.svm.data import DeviceData, prepare_data, training_device
 
@@ -64,7 +66,7 @@ class _StopWhen:
 
 def run_trials(
     study: optuna.Study,
-    objective: Objective,
+    objective: Objective | BatchObjective,
     *,
     timeout: float | None = None,
     on_trial: Callable[[Counts], None] | None = None,
@@ -72,8 +74,10 @@ def run_trials(
     """Run ``objective`` in this process until the study holds its config's budget of finished trials.
 
     Stale trials of dead workers are failed and re-queued by the storage's heartbeat callback
-    when this process starts a trial. Returns the final counts.
+    when this process starts a trial or a batch. Returns the final counts.
     """
+    if isinstance(objective, BatchObjective):
+        return _run_batches(study, objective, timeout=timeout, on_trial=on_trial)
     config = objective.config
     stopper = _StopWhen(config.trials, on_trial)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -99,3 +103,49 @@ def run_trials(
                 f"study {study.study_name!r}: {stopper.consecutive_failures} trials failed in a row "
                 f"(last: {stopper.last_error}); stopping"
             )
+
+
+def _run_batches(
+    study: optuna.Study,
+    objective: BatchObjective,
+    *,
+    timeout: float | None,
+    on_trial: Callable[[Counts], None] | None,
+) -> Counts:
+    """The batched trial loop: ask up to ``batch_trials`` trials, train them as one fit, repeat.
+
+    Each batch asks at most the budget left after the study's finished and running trials, so
+    the budget holds across workers. While other workers' running trials would fill the budget,
+    this one waits for them (a dead worker's trials are failed and re-queued after the grace
+    period, and then run here).
+    """
+    config = objective.config
+    deadline = None if timeout is None else time.monotonic() + timeout
+    failures, last_error = 0, None
+    poll = min(1.0, float(config.heartbeat_interval))
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        counts = count_trials(study)
+        if on_trial is not None:
+            on_trial(counts)
+        if counts.finished >= config.trials:
+            return counts
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            raise SvmhpoError(
+                f"study {study.study_name!r}: {failures} trials failed in a row (last: {last_error}); stopping"
+            )
+        if deadline is not None and time.monotonic() >= deadline:
+            return counts
+        left = config.trials - counts.finished - counts.running
+        if left <= 0:
+            time.sleep(poll)
+            continue
+        members = objective.ask(study, min(objective.batch_trials, left))
+        with heartbeats(study, [m.trial._trial_id for m in members]):
+            told = objective.run(study, members)
+        for trial in told:
+            if trial.state == TrialState.FAIL:
+                failures += 1
+                last_error = records.fail_reason(trial) or last_error
+            else:
+                failures = 0

@@ -17,7 +17,7 @@ from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.finalize import finalize
-from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.objective import make_objective
 from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import resolve_storage_url
 from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
@@ -61,9 +61,16 @@ def run_study(
         run_warm_start(study, data, config)
     publish(study)
     if jobs == 1:
-        counts = run_trials(study, Objective(config, data), timeout=timeout, on_trial=on_progress)
+        counts = run_trials(study, make_objective(config, data), timeout=timeout, on_trial=on_progress)
     else:
-        codes = run_workers(study.study_name, url, jobs, timeout=timeout, on_poll=on_progress)
+        codes = run_workers(
+            study.study_name,
+            url,
+            jobs,
+            timeout=timeout,
+            on_poll=on_progress,
+            batch_trials=config.training.batch_trials,
+        )
         counts = count_trials(study)
         if any(codes) and counts.finished < config.trials:
             raise SvmhpoError(
@@ -110,25 +117,38 @@ def run_worker(
     worker_index: int | None = None,
     timeout: float | None = None,
     gpus: str | None = None,
+    batch_trials: int | None = None,
     on_progress: Callable[[Counts], None] | None = None,
 ) -> dict[str, Any]:
     """Join an existing study and run trials until its budget is met; finalize if nobody has.
 
     ``gpus`` (``all``, a count or ids ``0,1``) runs one worker process per GPU instead, each
     seeing only its own GPU, and waits for them: one container or host serves all its GPUs.
+    ``batch_trials`` overrides the study's ``[training] batch_trials`` for this worker (a GPU
+    worker can train far more trials per batch than a CPU one).
     """
     url = resolve_storage_url(url)
     if gpus is not None:
         devices = visible_gpus(gpus)
         study = load_study(name, url)  # fails here, in one line, if the study does not exist
-        codes = run_workers(name, url, len(devices), devices=devices, timeout=timeout, on_poll=on_progress)
+        codes = run_workers(
+            name,
+            url,
+            len(devices),
+            devices=devices,
+            timeout=timeout,
+            on_poll=on_progress,
+            batch_trials=batch_trials,
+        )
         if any(codes):
             raise SvmhpoError(f"study {name!r}: GPU worker exit codes {codes} (GPUs {', '.join(devices)})")
         return summary(study)
     study = load_study(name, url, worker_index=worker_index)
     config = study_config(study)
+    if batch_trials is not None:
+        config = config.replace(training={"batch_trials": batch_trials})
     data = load_study_data(config)
-    counts = run_trials(study, Objective(config, data), timeout=timeout, on_trial=on_progress)
+    counts = run_trials(study, make_objective(config, data), timeout=timeout, on_trial=on_progress)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
         finalize(study, config, data, url)
         publish(study)

@@ -92,22 +92,25 @@ class SnapshotPruner(optuna.pruners.BasePruner):
 
     Optuna's median pruner re-reads every completed trial from the storage at each
     ``should_prune``; on SQLite that was half of the study's per-trial overhead. This pruner
-    reads them at a trial's first pruning check and answers that trial's later checks from the
-    same read. Within one process no other trial completes while a trial runs, so the read is
-    exact; with several workers it can miss completions for at most one trial's duration, which
-    moves a median little.
+    reads them when a trial it has not seen asks first, and answers later checks from that
+    read. Within one process no trial completes while a trial (or a batch of trials, which are
+    all seen at their first epoch and complete together at the end) runs, so the read is exact;
+    with several workers it can miss completions for at most one trial's or batch's duration,
+    which moves a median little.
     """
 
     def __init__(self, inner: optuna.pruners.BasePruner) -> None:
         self._inner = inner
-        self._key: tuple[str, int] | None = None
+        self._study: str | None = None
+        self._seen: set[int] = set()
         self._completed: list[FrozenTrial] = []
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        key = (study.study_name, trial.number)
-        if key != self._key:
+        if study.study_name != self._study:
+            self._study, self._seen = study.study_name, set()
+        if trial.number not in self._seen:
             self._completed = study.get_trials(deepcopy=False, states=_COMPLETE)
-            self._key = key
+            self._seen.add(trial.number)
         return self._inner.prune(_CompletedView(study, self._completed), trial)  # type: ignore[arg-type]
 
 

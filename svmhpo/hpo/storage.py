@@ -13,9 +13,12 @@ so that a trial whose worker died is failed after the grace period and re-queued
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
@@ -29,6 +32,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "artifact_dir",
     "default_storage_url",
+    "heartbeats",
     "mask_url",
     "open_storage",
     "resolve_storage_url",
@@ -162,3 +166,35 @@ def mask_in(text: str, url: str) -> str:
     except Exception:
         return text
     return text.replace(str(password), "***") if password else text
+
+
+@contextlib.contextmanager
+def heartbeats(study: optuna.Study, trial_ids: Sequence[int]) -> Iterator[None]:
+    """Within the block, write a heartbeat for each of ``trial_ids`` every heartbeat interval.
+
+    ``study.optimize`` keeps one trial alive this way; a batch of trials runs outside it, so one
+    thread here beats for all of them, and a worker killed mid-batch leaves every one of its
+    trials stale, to be failed and re-queued. A no-op when the storage has heartbeats off.
+    """
+    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
+    get_interval = getattr(storage, "get_heartbeat_interval", None)  # RDB storages, cached or not
+    interval = get_interval() if get_interval is not None else None
+    if not interval or not trial_ids:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="svmhpo-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

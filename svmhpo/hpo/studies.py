@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
-from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.config import StudyConfig, study_identity
 from svmhpo.hpo.space import make_pruner, make_sampler
 from svmhpo.hpo.storage import mask_url, open_storage, resolve_storage_url, set_heartbeat
 
@@ -119,15 +119,16 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
     """Create the study ``config.name``, or continue it with the same config.
 
     The returned study samples as the only process running its trials (``svmhpo run`` with one
-    job); workers open theirs with :func:`load_study`. An existing study keeps its stored config,
-    except for the trial budget, which may change; any other difference is refused.
+    job), with TPE's constant liar when it runs them in batches; workers open theirs with
+    :func:`load_study`. An existing study keeps its stored config, except for the trial budget,
+    which may change, and ``batch_trials``, which each run chooses; any other difference is refused.
     """
     storage = open_storage(url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period)
     study = optuna.create_study(
         study_name=config.name,
         storage=storage,
         direction="maximize",
-        sampler=make_sampler(config, seed=config.seed, shared=False),
+        sampler=make_sampler(config, seed=config.seed, shared=config.training.batch_trials > 1),
         pruner=make_pruner(config),
         load_if_exists=True,
     )
@@ -135,7 +136,7 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
     wanted = config.to_dict()
     if stored is None:
         records.set_config(study, wanted)
-    elif _without_budget(stored) != _without_budget(wanted):
+    elif study_identity(stored) != study_identity(wanted):
         raise ConfigError(
             f"{config.path}: study {config.name!r} already exists with a different config; "
             "use another study name or the config it was created with"
@@ -144,6 +145,3 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
         records.set_budget(study, config.trials)
     return study
 
-
-def _without_budget(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "trials"}

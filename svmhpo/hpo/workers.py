@@ -58,11 +58,13 @@ def run_workers(
     timeout: float | None = None,
     on_poll: Callable[[Counts], None] | None = None,
     poll_s: float = 1.0,
+    batch_trials: int | None = None,
 ) -> list[int]:
     """Start ``jobs`` local ``svmhpo worker`` processes on the study and wait for them.
 
     Each gets a share of the CPU threads and its own sampler seed; with ``devices`` (one GPU id
-    per process) each sees only its own GPU. Returns their exit codes.
+    per process) each sees only its own GPU. ``batch_trials`` overrides the study's for each
+    worker. Returns their exit codes.
     """
     if devices is not None and len(devices) != jobs:
         raise ValueError(f"{jobs} workers but {len(devices)} devices")
@@ -71,6 +73,8 @@ def run_workers(
     command = [sys.executable, "-m", WORKER_MODULE, "worker", "--study-name", name, "--quiet"]
     if timeout is not None:
         command += ["--timeout", str(timeout)]
+    if batch_trials is not None:
+        command += ["--batch-trials", str(batch_trials)]
     procs = [
         subprocess.Popen(
             [*command, "--worker-index", str(i)],

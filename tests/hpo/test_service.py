@@ -22,7 +22,9 @@ from optuna.trial import TrialState
 from svmhpo.cli import ExitStatus, main
 from svmhpo.hpo.config import load_config
 from svmhpo.hpo.service import run_study
+from svmhpo.hpo.space import decode
 from svmhpo.hpo.storage import open_storage
+from svmhpo.svm.training import fit
 
 SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]  # the svmhpo command line with the no-op trainer
 
@@ -35,9 +37,11 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path, study_config, capsys) -> None:
+def test_a_real_study_warm_starts_reports_every_epoch_and_refits(
+    tmp_path: Path, study_config, digits, capsys
+) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    config = study_config("real", trials=6)
+    config = study_config("real", trials=6)  # batches of 8 by default: one batch of 6
     assert main(["run", "--config", str(config), "--storage", url, "--quiet", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     study = _study(url, "real")
@@ -47,7 +51,11 @@ def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path,
     assert [t.number for t in warm] == [0, 1, 2, 3]  # the warm-start rates ran first
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         assert len(t.intermediate_values) == 3  # val_acc reported every epoch
-        assert t.user_attrs["seed"] == t.number
+        assert t.user_attrs["seed"] == 0  # the batch's seed: config seed + its first trial's number
+        # a batch member is its single fit: the stored seed reproduces its value alone
+        params, batch_size = decode(t.params, load_config(config))
+        _, trainer = fit(params, digits, epochs=3, batch_size=batch_size, seed=t.user_attrs["seed"])
+        assert float(trainer.callback_metrics["val_acc"]) == pytest.approx(t.value, abs=1e-5)
     final = first["final"]
     assert final["trial"] == first["best"]["trial"] and 0.5 < final["test_acc"] <= 1
     assert Path(final["model_path"]).is_file()
@@ -57,6 +65,7 @@ def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path,
     study = _study(url, "real")
     assert _finished(study) == 8
     assert len([t for t in study.trials if t.user_attrs.get("source") == "warm_start"]) == 4
+    assert {t.user_attrs["seed"] for t in study.trials[6:]} == {6}
 
 
 def test_budget_counts_every_run_and_resume_tops_up(tmp_path: Path, study_config, noop_trainer, capsys) -> None:
@@ -170,10 +179,13 @@ def _wait_for_running(url: str, name: str, timeout: float = 90) -> optuna.trial.
     raise AssertionError("no trial started running")
 
 
-def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config) -> None:
+@pytest.mark.parametrize("batch_trials", [1, 4])
+def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config, batch_trials: int) -> None:
     """SIGKILL mid-trial; the stale trial is failed after the grace period, retried, and the budget met exactly."""
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    config = study_config("kill", trials=4, epochs=4, warm=False, pruner="none", heartbeat=1, grace=3)
+    config = study_config(
+        "kill", trials=4, epochs=4, warm=False, pruner="none", heartbeat=1, grace=3, batch_trials=batch_trials
+    )
     command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
     env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.25")  # 1 s trials, easy to catch running
     proc = subprocess.Popen(
@@ -189,17 +201,18 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config) -> None:
     # The victim is read after the kill: the trial seen running may have finished in the
     # moment before the signal, and then its successor was the one killed.
     study = _study(url, "kill")
-    running = [t for t in study.trials if t.state == TrialState.RUNNING]
-    assert len(running) == 1  # left behind by the dead worker
-    victim = running[0]
+    victims = [t for t in study.trials if t.state == TrialState.RUNNING]
+    # left behind by the dead worker: its one trial, or every member of its batch
+    assert len(victims) == (1 if batch_trials == 1 else 4)
     time.sleep(4)  # past the grace period
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     study = _study(url, "kill")
-    assert study.trials[victim.number].state == TrialState.FAIL
-    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
-    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
-    assert retried[0].params == study.trials[victim.number].params
+    for victim in victims:
+        assert study.trials[victim.number].state == TrialState.FAIL
+        retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+        assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+        assert retried[0].params == study.trials[victim.number].params
     assert _finished(study) == 4  # exactly the budget with one process
     assert "final" in study.user_attrs
 
