@@ -144,4 +144,3 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
     elif stored.get("trials") != config.trials:
         records.set_budget(study, config.trials)
     return study
-

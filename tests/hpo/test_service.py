@@ -37,9 +37,7 @@ def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def test_a_real_study_warm_starts_reports_every_epoch_and_refits(
-    tmp_path: Path, study_config, digits, capsys
-) -> None:
+def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path, study_config, digits, capsys) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     config = study_config("real", trials=6)  # batches of 8 by default: one batch of 6
     assert main(["run", "--config", str(config), "--storage", url, "--quiet", "--json"]) == 0
