@@ -153,31 +153,48 @@ class BatchObjective:
     default_fit: BatchFitFn = staticmethod(fit_batch)
 
     def __init__(
-        self, config: StudyConfig, data: DeviceData | None, *, batch_trials: int, fit_fn: BatchFitFn | None = None
+        self,
+        config: StudyConfig,
+        data: DeviceData | None,
+        *,
+        batch_trials: int,
+        worker: bool = True,
+        fit_fn: BatchFitFn | None = None,
     ) -> None:
+        """``worker`` says that other processes may share the study (``svmhpo worker``), so that
+        :meth:`ask` recounts before each ask; ``svmhpo run`` recounts only when it sees others'
+        trials running."""
         if batch_trials < 1:
             raise ValueError(f"batch_trials must be at least 1, got {batch_trials}")
+        self.worker = worker
         self.config = config
         self.data = data
         self.batch_trials = batch_trials
         self.fit_fn = fit_fn or self.default_fit
 
-    def ask(self, study: optuna.Study, n: int) -> list[Member]:
+    def ask(
+        self, study: optuna.Study, n: int, *, shared: bool = True, on_ask: Callable[[int], None] | None = None
+    ) -> list[Member]:
         """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
 
-        Before each ask the study is counted again, and asking stops once its finished and
-        running trials fill the budget: workers asking side by side overshoot it by at most one
-        trial each, as with one trial per fit.
+        ``on_ask`` gets each trial's storage id as soon as it is asked (to start its heartbeat).
+
+        When other workers may be asking too (``shared``), the study is counted again before
+        each ask, and asking stops once its finished and running trials fill the budget:
+        workers asking side by side then overshoot it by at most one trial each, as with one
+        trial per fit.
         """
         members: list[Member] = []
         for _ in range(n):
-            if members:
+            if members and shared:
                 counts = count_trials(study)
                 if counts.finished + counts.running >= self.config.trials:
                     break
             with warnings.catch_warnings():  # heartbeats are kept by hpo.storage.heartbeats, not optimize
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = study.ask()
+            if on_ask is not None:
+                on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
             members.append(Member(trial, *suggest(trial, self.config)))
         seed = self.config.seed + members[0].trial.number
         for member in members:
@@ -220,7 +237,7 @@ class BatchObjective:
                 pruning.tell(i, TrialState.FAIL)
 
 
-def make_objective(config: StudyConfig, data: DeviceData | None) -> Objective | BatchObjective:
+def make_objective(config: StudyConfig, data: DeviceData | None, *, worker: bool) -> Objective | BatchObjective:
     """One trial per fit when ``[training] batch_trials`` is 1, else batches of that many."""
     k = config.training.batch_trials
-    return Objective(config, data) if k == 1 else BatchObjective(config, data, batch_trials=k)
+    return Objective(config, data) if k == 1 else BatchObjective(config, data, batch_trials=k, worker=worker)

@@ -140,8 +140,11 @@ def _run_batches(
         if left <= 0:
             time.sleep(poll)
             continue
-        members = objective.ask(study, min(objective.batch_trials, left))
-        with heartbeats(study, [m.trial._trial_id for m in members]):
+        # A worker recounts before each ask; `svmhpo run` only while others' trials run (alone,
+        # its count at the top of the loop stays exact while it asks).
+        shared = objective.worker or counts.running > 0
+        with heartbeats(study) as beats:
+            members = objective.ask(study, min(objective.batch_trials, left), shared=shared, on_ask=beats.add)
             told = objective.run(study, members)
         for trial in told:
             if trial.state == TrialState.FAIL:

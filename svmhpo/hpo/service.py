@@ -61,7 +61,8 @@ def run_study(
         run_warm_start(study, data, config)
     publish(study)
     if jobs == 1:
-        counts = run_trials(study, make_objective(config, data), timeout=timeout, on_trial=on_progress)
+        objective = make_objective(config, data, worker=False)
+        counts = run_trials(study, objective, timeout=timeout, on_trial=on_progress)
     else:
         codes = run_workers(
             study.study_name,
@@ -148,7 +149,7 @@ def run_worker(
     if batch_trials is not None:
         config = config.replace(training={"batch_trials": batch_trials})
     data = load_study_data(config)
-    counts = run_trials(study, make_objective(config, data), timeout=timeout, on_trial=on_progress)
+    counts = run_trials(study, make_objective(config, data, worker=True), timeout=timeout, on_trial=on_progress)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
         finalize(study, config, data, url)
         publish(study)

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -30,6 +30,7 @@ from svmhpo.errors import StorageError
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "Heartbeats",
     "artifact_dir",
     "default_storage_url",
     "heartbeats",
@@ -168,33 +169,58 @@ def mask_in(text: str, url: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+class Heartbeats:
+    """Trials whose heartbeat this process keeps; see :func:`heartbeats`."""
+
+    def __init__(self, storage, interval: float | None) -> None:
+        self._storage = storage
+        self.interval = interval
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+
+    def add(self, trial_id: int) -> None:
+        """Beat for ``trial_id`` from now on, starting with one beat at once.
+
+        Call it as soon as a trial is asked: a RUNNING trial with no heartbeat at all is never
+        found stale, so a worker killed before its first beat would leave it running forever.
+        """
+        if self.interval:
+            self._storage.record_heartbeat(trial_id)
+            with self._lock:
+                self._ids.append(trial_id)
+
+    def beat(self) -> None:
+        with self._lock:
+            ids = list(self._ids)
+        for trial_id in ids:
+            self._storage.record_heartbeat(trial_id)
+
+
 @contextlib.contextmanager
-def heartbeats(study: optuna.Study, trial_ids: Sequence[int]) -> Iterator[None]:
-    """Within the block, write a heartbeat for each of ``trial_ids`` every heartbeat interval.
+def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
+    """Within the block, write a heartbeat every heartbeat interval for each trial added to the yielded set.
 
     ``study.optimize`` keeps one trial alive this way; a batch of trials runs outside it, so one
     thread here beats for all of them, and a worker killed mid-batch leaves every one of its
-    trials stale, to be failed and re-queued. A no-op when the storage has heartbeats off.
+    trials stale, to be failed and re-queued. Nothing is written when the storage has
+    heartbeats off.
     """
     storage = study._storage  # the study's own storage: Optuna exposes no public accessor
     get_interval = getattr(storage, "get_heartbeat_interval", None)  # RDB storages, cached or not
-    interval = get_interval() if get_interval is not None else None
-    if not interval or not trial_ids:
-        yield
+    beats = Heartbeats(storage, get_interval() if get_interval is not None else None)
+    if not beats.interval:
+        yield beats
         return
     stop = threading.Event()
 
-    def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
+    def loop() -> None:
+        while not stop.wait(beats.interval):
+            beats.beat()
 
-    thread = threading.Thread(target=beat, name="svmhpo-heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name="svmhpo-heartbeat", daemon=True)
     thread.start()
     try:
-        yield
+        yield beats
     finally:
         stop.set()
         thread.join()
