@@ -126,7 +126,7 @@ class TrainingConfig(FitSettings):
     """The ``[training]`` section: each trial's fit settings, and how many trials train as one batch."""
 
     batch_trials: int = Field(
-        8,
+        16,
         ge=1,
         description="trials trained side by side as one batched fit; 1 trains one trial per fit",
     )

@@ -1,0 +1,64 @@
+"""Trials per second with K trials per batched fit, K = 1, 8, 32 and 128, on an MNIST-shaped set.
+
+Runs the study loop of one process (``run_trials``: ask, train, report and prune every epoch,
+tell) on a fresh SQLite study for each K, with the data loaded once beforehand and no warm start
+or refit, so the figure is the trial loop's own rate. K = 1 is one trial per Lightning fit.
+
+    python -m bench.batch_throughput [--data synthetic:70000x784x10] [--epochs 2] [--ks 1 8 32 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+
+import optuna
+
+from svmhpo.hpo.config import load_config
+from svmhpo.hpo.objective import make_objective
+from svmhpo.hpo.runner import load_study_data, run_trials
+from svmhpo.hpo.studies import create_study
+from svmhpo.svm.data import training_device
+
+
+def rate(config, data, k: int, trials: int) -> float:
+    """Finished trials per second of the trial loop at ``batch_trials = k``."""
+    config = config.replace(trials=trials, name=f"throughput-{k}", training={"batch_trials": k})
+    with tempfile.TemporaryDirectory() as tmp:
+        study = create_study(config, f"sqlite:///{tmp}/bench.db")
+        start = time.perf_counter()
+        counts = run_trials(study, make_objective(config, data, worker=False))
+        return counts.finished / (time.perf_counter() - start)
+
+
+def main(data_source: str = "synthetic:70000x784x10", epochs: int = 2, ks: tuple[int, ...] = (1, 8, 32, 128)) -> dict:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = load_config("mnist").replace(data={"source": data_source}, training={"epochs": epochs})
+    config = config.replace(search={"batch_size": [256]}, warm_start={"enabled": False})
+    data = load_study_data(config)
+    device = training_device()
+    result: dict = {"data": data_source, "epochs": epochs, "device": device, "trials_per_s": {}}
+    for k in ks:
+        trials = max(2 * k, 8)
+        result["trials_per_s"][k] = rate(config, data, k, trials)
+        print(f"K={k}: {trials} trials, {result['trials_per_s'][k]:.2f} trials/s", flush=True)
+    base = result["trials_per_s"][ks[0]]
+    result["speedup"] = {k: v / base for k, v in result["trials_per_s"].items()}
+    result["speedup_max"] = max(result["speedup"].values())
+    print(
+        f"trials/s on {data_source} ({device}, {epochs} epochs, batch 256): "
+        + ", ".join(f"K={k} {v:.2f} ({result['speedup'][k]:.1f}x)" for k, v in result["trials_per_s"].items())
+    )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="synthetic:70000x784x10")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32, 128])
+    args = parser.parse_args()
+    main(args.data, args.epochs, tuple(args.ks))
