@@ -12,8 +12,10 @@ weights and sample order:
 
 - the members of one optimizer family share a stacked weight ``(K_f, C, d)`` and bias ``(K_f, C)``;
   one GEMM computes every member's logits for a shared mini-batch;
-- the loss is the sum over members of each member's own mean hinge, computed once per loss
-  variant present and picked per member, so each member's gradient is its own;
+- each member's mean hinge loss and its gradient are computed once per loss variant present and
+  picked per member, so each member's gradient is its own; the gradient is written in closed
+  form (autograd's values, see :meth:`BatchedSVMModule.member_losses`), since autograd's
+  per-update graph was a third of a batched update;
 - :class:`StackedOptimizer` applies torch.optim's SGD, ASGD, Adam and AdamW rules (and Bottou's
   schedule as ``LambdaLR`` drives it) with per-member rates and decays as tensors. Measured on
   2 cores at K = 32, one param group per member in torch.optim cost 1.0 ms (SGD) and 2.7 ms
@@ -263,7 +265,7 @@ class BatchedSVMModule(pl.LightningModule):
         if not gone & set(self.live):
             return
         # Callbacks stop members from on_validation_end, inside Lightning's inference mode; the
-        # compacted stacks must be ordinary tensors that the next update can differentiate.
+        # compacted stacks must be ordinary tensors, which the next update can change in place.
         with torch.inference_mode(False):
             self._drop(gone)
         if not self.live and self._trainer is not None:
