@@ -115,9 +115,10 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         # kill one worker in the middle of a trial
         workers = container_of("worker")
         assert len(workers) == 3
-        running = wait_for(
-            lambda: (s := _study(url)) and [t for t in s.get_trials(states=(TrialState.RUNNING,))], 300, "a trial"
-        )
+        def running_with_worker() -> list:
+            return [t for t in _study(url).get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
+
+        running = wait_for(running_with_worker, 300, "a trial")
         host_of = {c: _run(["docker", "inspect", "--format", "{{.Config.Hostname}}", c]).strip() for c in workers}
         victim = next(c for c in workers if any(t.user_attrs.get("worker", "").startswith(host_of[c]) for t in running))
         # A crash, as an OOM kill is: SIGKILL to the worker process from outside. (`docker kill` is

@@ -195,10 +195,10 @@ class BatchObjective:
                 trial = study.ask()
             if on_ask is not None:
                 on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
+            # the batch's seed is its first trial's; seed and worker are stored as soon as asked
+            seed = self.config.seed + (members[0].trial.number if members else trial.number)
+            records.set_trial_origin(trial, seed)
             members.append(Member(trial, *suggest(trial, self.config)))
-        seed = self.config.seed + members[0].trial.number
-        for member in members:
-            records.set_trial_origin(member.trial, seed)
         return members
 
     def run(self, study: optuna.Study, members: list[Member]) -> list[FrozenTrial]:
