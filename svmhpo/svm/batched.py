@@ -450,6 +450,16 @@ class BatchedSVMModule(pl.LightningModule):
                 return {"linear.weight": W[row].detach().clone(), "linear.bias": b[row].detach().clone()}
         raise KeyError(f"member {member} is not live")
 
+    def on_train_end(self) -> None:
+        """Fold ASGD's averaged iterates into the stacks, as a single fit does at its end."""
+        optimizer = self._stacked_optimizer()
+        if optimizer is not None:
+            with torch.no_grad():
+                for p in (*self.weights, *self.biases):
+                    averaged = optimizer.averaged(p)
+                    if averaged is not p and averaged.shape == p.shape:
+                        p.copy_(averaged)
+
     def configure_optimizers(self) -> StackedOptimizer:
         groups = []
         for g, (name, ids) in enumerate(self._families):

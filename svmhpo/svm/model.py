@@ -127,6 +127,7 @@ class SVMModule(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self._plain_backward = False  # set per fit by on_train_start, see backward_is_plain
+        self._folded = False  # ASGD's average folded into the parameters, see on_train_end
         self.lr = lr  # the attribute Tuner.lr_find reads and writes
         self.net = LinearSVM(n_features, n_classes)
         if n_classes == 2:
@@ -154,6 +155,7 @@ class SVMModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._plain_backward = backward_is_plain(self.trainer)
+        self._folded = False
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -175,13 +177,33 @@ class SVMModule(pl.LightningModule):
             raise DivergedError(f"training loss became {chunk_loss.item()} at epoch {self.current_epoch}")
         return chunk_loss
 
+    def on_train_end(self) -> None:
+        """Fold ASGD's averaged iterate into the parameters: the weights that were scored are kept.
+
+        During a fit, evaluation swaps the average in and out (:meth:`averaged_weights`); at its
+        end the average becomes the parameters, so that saving, pickling, a scikit-learn
+        estimator's state and any later evaluation all see the one set of weights that was
+        scored, and no code path can tell the two apart.
+        """
+        if self.hparams.optimizer == "asgd" and self._trainer is not None and self.trainer.optimizers:
+            state = self.trainer.optimizers[0].state
+            with torch.no_grad():
+                for param in self.net.parameters():
+                    ax = state.get(param, {}).get("ax")
+                    if ax is not None:
+                        param.copy_(ax)
+        self._folded = True
+
     # --- evaluation -------------------------------------------------------------------------
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
-        """Swap ASGD's averaged iterate into the model for evaluation, and back afterwards."""
+        """Swap ASGD's averaged iterate into the model for evaluation, and back afterwards.
+
+        After a fit the average is already the parameters (see :meth:`on_train_end`).
+        """
         swapped: list[tuple[torch.Tensor, torch.Tensor]] = []
         trainer = self._trainer
-        if self.hparams.optimizer == "asgd" and trainer is not None and trainer.optimizers:
+        if self.hparams.optimizer == "asgd" and not self._folded and trainer is not None and trainer.optimizers:
             state = trainer.optimizers[0].state
             for param in self.net.parameters():
                 ax = state.get(param, {}).get("ax")

@@ -109,13 +109,25 @@ def test_fit_is_reproducible_from_the_seed(digits: DeviceData) -> None:
     assert not torch.equal(first.net.linear.weight, other.net.linear.weight)
 
 
-def test_asgd_evaluates_with_the_averaged_iterate(digits: DeviceData) -> None:
-    module, trainer = fit(SVMParams(optimizer="asgd", lr=0.5), digits, epochs=3)
+def test_asgd_keeps_the_averaged_iterate_it_was_scored_with(digits: DeviceData) -> None:
+    seen: dict[str, bool] = {}
+
+    class Check(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: SVMModule) -> None:
+            if trainer.current_epoch == 2:  # mid-fit: evaluation swaps the average in, then back out
+                ax = trainer.optimizers[0].state[module.net.linear.weight]["ax"]
+                seen["differs"] = not torch.equal(ax, module.net.linear.weight)  # averaging started after epoch 1
+                with module.averaged_weights():
+                    seen["swapped"] = torch.equal(module.net.linear.weight, ax)
+                seen["restored"] = not torch.equal(module.net.linear.weight, ax)
+
+    module, trainer = fit(SVMParams(optimizer="asgd", lr=0.5), digits, epochs=3, callbacks=[Check()])
+    assert seen == {"differs": True, "swapped": True, "restored": True}
     ax = trainer.optimizers[0].state[module.net.linear.weight]["ax"]
-    assert not torch.equal(ax, module.net.linear.weight)  # averaging started after epoch 1
-    with module.averaged_weights():
-        assert torch.equal(module.net.linear.weight, ax)
-    assert not torch.equal(module.net.linear.weight, ax)  # swapped back
+    assert torch.equal(module.net.linear.weight, ax)  # folded into the parameters at the end of the fit
+    with torch.no_grad():
+        acc = (module.net.predict(digits.x_val) == digits.y_val).float().mean()
+    assert float(trainer.callback_metrics["val_acc"]) == float(acc)  # the kept weights are the scored ones
 
 
 def test_diverging_fit_raises(digits: DeviceData) -> None:
