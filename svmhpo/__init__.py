@@ -18,10 +18,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from svmhpo.errors import ConfigError, DataError, StorageError, SvmhpoError
+from svmhpo.errors import ConfigError, DataError, ModelError, StorageError, SvmhpoError
 
 if TYPE_CHECKING:
     from svmhpo.hpo.config import StudyConfig, load_config
+    from svmhpo.hpo.models import export_model, load_model
     from svmhpo.hpo.service import init_study, run_study, run_worker
     from svmhpo.svm.estimator import HingeSVC
     from svmhpo.svm.losses import BinaryHingeLoss, MultiClassHingeLoss
@@ -41,6 +42,8 @@ _LAZY = {
     "FitSettings": "svmhpo.svm.params",
     "StudyConfig": "svmhpo.hpo.config",
     "load_config": "svmhpo.hpo.config",
+    "load_model": "svmhpo.hpo.models",
+    "export_model": "svmhpo.hpo.models",
     "init_study": "svmhpo.hpo.service",
     "run_study": "svmhpo.hpo.service",
     "run_worker": "svmhpo.hpo.service",
@@ -56,6 +59,7 @@ __all__ = [
     "FitSettings",
     "HingeSVC",
     "LinearSVM",
+    "ModelError",
     "MultiClassHingeLoss",
     "SVMModule",
     "SVMParams",
@@ -64,9 +68,11 @@ __all__ = [
     "SvmhpoError",
     "__version__",
     "best_summary",
+    "export_model",
     "init_study",
     "list_studies",
     "load_config",
+    "load_model",
     "run_study",
     "run_worker",
     "write_study_report",

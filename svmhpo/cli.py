@@ -17,6 +17,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
@@ -82,9 +83,34 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.svm.params import VAL_ACC, SVMParams
     from svmhpo.svm.training import fit, held_out_metrics
 
-    data = prepare_data(args.data, seed=args.seed, scaling=args.scaling)
-    params = SVMParams(**{name: getattr(args, name) for name in SVMParams.model_fields})
-    module, trainer = fit(params, data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    if args.from_study:
+        from svmhpo.hpo.models import best_fit
+
+        best = best_fit(args.from_study, args.storage)
+        d = best.data
+        data = prepare_data(
+            d.source, val_size=d.val_size, test_size=d.test_size, seed=best.split_seed, scaling=d.scaling
+        )
+        params, epochs, batch_size, seed = best.params, best.epochs, best.batch_size, best.seed
+    else:
+        data = prepare_data(args.data, seed=args.seed, scaling=args.scaling)
+        params = SVMParams(**{name: getattr(args, name) for name in SVMParams.model_fields})
+        epochs, batch_size, seed = args.epochs, args.batch_size, args.seed
+    module, trainer = fit(params, data, epochs=epochs, batch_size=batch_size, seed=seed)
+    if args.save:
+        from svmhpo.svm.persist import save_model
+
+        source = {"command": "train", "seed": seed} | ({"study": args.from_study} if args.from_study else {})
+        saved = save_model(
+            args.save,
+            module.net.state_dict(),
+            params=params,
+            classes=data.classes,
+            scaler=data.scaler,
+            data=data.name,
+            source=source,
+        )
+        print(f"model saved to {saved}", file=sys.stderr)
     result = {
         "data": data.name,
         "params": params.as_dict(),
@@ -98,6 +124,21 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
             f"{data.name}: val_acc {result['val_acc']:.4f}, test_acc {result['test']['acc']:.4f}, "
             f"test_f1 {result['test']['f1']:.4f}  ({', '.join(f'{k}={v}' for k, v in params.as_dict().items())})"
         )
+    return ExitStatus.OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.models import load_model, predict_file
+
+    model = load_model(Path(args.model) if args.model else args.study_name, args.storage)
+    print(predict_file(model, args.data, args.out), file=sys.stderr if args.out is None else sys.stdout)
+    return ExitStatus.OK
+
+
+def _cmd_export(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.models import export_model
+
+    print(export_model(args.study_name, args.out, args.storage))
     return ExitStatus.OK
 
 
@@ -263,6 +304,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default: %(default)s)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.add_argument(
+        "--from-study",
+        metavar="NAME",
+        help="train the best trial of a study: its parameters, data, split, epochs and seed (other options ignored)",
+    )
+    train.add_argument("--storage", help=STORAGE_HELP + "; with --from-study")
+    train.add_argument("--save", metavar="DIR", help="save the trained model (weights.pt and model.json) in DIR")
+
+    predict = command("predict", _cmd_predict, "predict labels of a data file with a study's tuned model")
+    predict.add_argument("data", metavar="DATA", help="digits, a .csv, .npz or svmlight file (labels optional)")
+    which = predict.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study-name", help="the study whose tuned model predicts")
+    which.add_argument("--model", metavar="PATH", help="a saved model directory or zip instead of a study")
+    predict.add_argument("--storage", help=STORAGE_HELP)
+    predict.add_argument("--out", metavar="FILE", help="write the labels to FILE (CSV, one per row; default: stdout)")
+
+    export = command("export", _cmd_export, "write a study's tuned model as a self-contained directory")
+    export.add_argument("--study-name", required=True, help="the study")
+    export.add_argument("--storage", help=STORAGE_HELP)
+    export.add_argument("--out", required=True, metavar="DIR", help="the directory to write (model.json, weights.pt)")
 
     for name, handler, text in (
         ("run", _cmd_run, "create or continue a study and run it until its trial budget is met"),

@@ -6,7 +6,7 @@ code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "StorageError", "SvmhpoError"]
+__all__ = ["ConfigError", "DataError", "ModelError", "StorageError", "SvmhpoError"]
 
 
 class SvmhpoError(Exception):
@@ -23,3 +23,7 @@ class DataError(SvmhpoError, ValueError):
 
 class StorageError(SvmhpoError):
     """A study storage URL is malformed, unreachable or refused."""
+
+
+class ModelError(SvmhpoError, ValueError):
+    """A saved model is missing, of another kind or format, or does not fit its own description."""

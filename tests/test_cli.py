@@ -81,3 +81,43 @@ def test_train_options_come_from_the_one_definition(capsys: pytest.CaptureFixtur
     assert main(["train", "--help"]) == ExitStatus.OK
     help_text = capsys.readouterr().out
     assert "{sgd,asgd,adam,adamw}" in help_text and "(default: 0.1)" in help_text
+
+
+def test_predict_export_and_train_close_the_loop(small_study: tuple[str, str], tmp_path, capsys) -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    url, name = small_study
+    X, y = load_digits(return_X_y=True)
+    np.savez(tmp_path / "labelled.npz", X=X[:300], y=y[:300])
+    np.savetxt(tmp_path / "features.csv", X[:4], delimiter=",")
+
+    out = tmp_path / "predictions.csv"
+    labelled = str(tmp_path / "labelled.npz")
+    assert main(["predict", "--study-name", name, "--storage", url, labelled, "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "300 predictions written to" in summary and "accuracy 0." in summary and "macro F1 0." in summary
+    rows = out.read_text().splitlines()
+    assert rows[0] == "label" and len(rows) == 301
+    assert np.mean(np.array(rows[1:], dtype=int) == y[:300]) > 0.85
+
+    assert main(["export", "--study-name", name, "--storage", url, "--out", str(tmp_path / "model")]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "model"), str(tmp_path / "features.csv")]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0] == "label" and len(printed.out.splitlines()) == 5  # no labels: no accuracy
+    assert "4 predictions" in printed.err and "accuracy" not in printed.err
+
+    # train --from-study reproduces the best trial; --save writes a model predict takes
+    assert main(["best", "--study-name", name, "--storage", url, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["best"]
+    saved = tmp_path / "trained"
+    assert main(["train", "--from-study", name, "--storage", url, "--save", str(saved), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["params"] == trained["params"] | best["params"]
+    assert trained["val_acc"] == pytest.approx(best["val_acc"], abs=1e-6)
+    assert main(["predict", "--model", str(saved), str(tmp_path / "labelled.npz")]) == 0
+    assert "accuracy" in capsys.readouterr().err
+
+    assert main(["predict", "--model", str(tmp_path / "nope"), "digits"]) == ExitStatus.USER_ERROR
+    assert capsys.readouterr().err.strip() == f"svmhpo: error: {tmp_path / 'nope'}: no such model"

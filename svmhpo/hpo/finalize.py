@@ -1,15 +1,19 @@
 """When the budget is spent: refit the best trial, score it once on the test set, compare with LinearSVC.
 
 The best parameters are retrained on train+validation and scored once on the held-out test set.
-The model is saved as an Optuna artifact (a file in :func:`~svmhpo.hpo.storage.artifact_dir`), and the
-result is stored on the study as the user attribute ``final``. The same split is fitted with
-scikit-learn's ``LinearSVC`` (C chosen on the validation split from ``[baseline] C``), stored as
-``baseline``, so that the tuned hand-written SVM is seen next to the standard tool.
+The model (the scored weights, its scaler and classes: :mod:`svmhpo.svm.persist`) is saved as
+``<study>-trial<N>-model.zip`` and attached to the study as an Optuna artifact (a file in
+:func:`~svmhpo.hpo.storage.artifact_dir`; Optuna cannot attach anything to a finished trial).
+:func:`svmhpo.hpo.models.load_model` loads it back. The result is stored on the study as the
+user attribute ``final``. The same split is fitted with scikit-learn's ``LinearSVC`` (C chosen
+on the validation split from ``[baseline] C``), stored as ``baseline``, so that the tuned
+hand-written SVM is seen next to the standard tool.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +29,15 @@ from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import decode
 from svmhpo.hpo.storage import artifact_dir
-from svmhpo.hpo.studies import best_trial
+from svmhpo.hpo.studies import best_trial, study_config
 from svmhpo.svm.data import DeviceData
+from svmhpo.svm.persist import save_model, zip_model
 from svmhpo.svm.training import fit, held_out_metrics
 
-__all__ = ["baseline", "finalize", "refit_best"]
+__all__ = ["MODEL_MEDIA_TYPE", "baseline", "file_safe", "finalize", "refit_best"]
+
+#: How a saved model's zip is served (the dashboard offers it as a download).
+MODEL_MEDIA_TYPE = "application/zip"
 
 
 def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: DeviceData) -> tuple[dict, torch.nn.Module]:
@@ -83,18 +91,41 @@ def baseline(config: StudyConfig, data: DeviceData) -> dict:
     }
 
 
-def _save_model(study: optuna.Study, module: torch.nn.Module, data: DeviceData, url: str, result: dict) -> dict:
+def file_safe(name: str) -> str:
+    """``name`` with everything but ASCII letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _save_model(
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    module: torch.nn.Module,
+    data: DeviceData,
+    url: str,
+    result: dict,
+) -> dict:
+    """Save the refit as a model zip (see :mod:`svmhpo.svm.persist`) attached to the study, named after the trial."""
     store_dir = artifact_dir(url)
     store_dir.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(store_dir))
+    params, _ = decode(trial.params, study_config(study))
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{study.study_name}-trial{result['trial']}.pt"
-        torch.save(
-            {"hparams": dict(module.hparams), "state_dict": module.state_dict(), "classes": data.classes.tolist()}, path
+        saved = save_model(
+            Path(tmp) / "model",
+            module.net.state_dict(),
+            params=params,
+            classes=data.classes,
+            scaler=data.scaler,
+            data=data.name,
+            source={"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]},
         )
+        archive = zip_model(saved, Path(tmp) / f"{file_safe(study.study_name)}-trial{trial.number}-model.zip")
+        # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
+        # goes on the study, its file named after the trial it refits.
         artifact_id = upload_artifact(
-            artifact_store=FileSystemArtifactStore(str(store_dir)), file_path=str(path), study_or_trial=study
+            artifact_store=store, file_path=str(archive), study_or_trial=study, mimetype=MODEL_MEDIA_TYPE
         )
-    return {"model_artifact_id": artifact_id, "model_path": str(store_dir / artifact_id)}
+    return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": str(store_dir / artifact_id)}
 
 
 def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str) -> dict | None:
@@ -109,7 +140,7 @@ def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: st
     if stored and stored.get("trial") == trial.number:
         return stored
     result, module = refit_best(trial, config, data)
-    result.update(_save_model(study, module, data, url, result))
+    result.update(_save_model(study, trial, module, data, url, result))
     if records.baseline(study) is None:
         records.set_baseline(study, baseline(config, data))
     records.set_final(study, result)

@@ -31,6 +31,7 @@ __all__ = [
     "TensorBatches",
     "cache_dir",
     "load_dataset",
+    "load_features",
     "prepare_data",
     "split_dataset",
     "training_device",
@@ -198,6 +199,43 @@ def load_dataset(source: str, *, seed: int = 0) -> Dataset:
     )
 
 
+def load_features(source: str, n_features: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Features to predict on, and labels when the source has them: ``(X, y or None, name)``.
+
+    Anything :func:`load_dataset` reads works. Besides, a ``.csv`` with exactly ``n_features``
+    columns, or an ``.npz`` with ``X`` and no ``y``, is read as features without labels.
+    """
+    path = Path(source).expanduser()
+    name = str(path)
+    try:
+        if path.suffix.lower() == ".csv" and path.is_file():
+            rows = np.loadtxt(path, delimiter=",", dtype=str, ndmin=2)
+            try:
+                float(rows[0, 0])
+            except ValueError:
+                rows = rows[1:]  # a header line
+            if rows.shape[1] == n_features:
+                return _features_only(rows.astype(np.float32), name)
+        elif path.suffix.lower() == ".npz" and path.is_file():
+            with np.load(path, allow_pickle=False) as arrays:
+                if "X" in arrays.files and "y" not in arrays.files:
+                    return _features_only(arrays["X"], name)
+    except (ValueError, OSError, EOFError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise DataError(f"{name}: cannot parse ({first_line})") from None
+    data = load_dataset(source)
+    return data.X, data.y, data.name
+
+
+def _features_only(X: np.ndarray, name: str) -> tuple[np.ndarray, None, str]:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise DataError(f"{name}: X must be 2-dimensional (samples × features); got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise DataError(f"{name}: features contain NaN or inf")
+    return X, None, name
+
+
 @dataclass(frozen=True)
 class DataSplit:
     """Scaled float32 arrays of a train/validation/test split, labels encoded as 0..K-1."""
@@ -210,6 +248,9 @@ class DataSplit:
     y_test: np.ndarray
     classes: np.ndarray
     name: str
+    #: The scaler fitted on the training part (``None`` for ``scaling = "none"``): a saved model
+    #: carries it, so that it predicts on raw features.
+    scaler: StandardScaler | MinMaxScaler | None = None
 
     @property
     def n_features(self) -> int:
@@ -234,6 +275,7 @@ class DataSplit:
             y_test=t(self.y_test, torch.long),
             classes=self.classes,
             name=self.name,
+            scaler=self.scaler,
         )
 
 
@@ -249,6 +291,7 @@ class DeviceData:
     y_test: torch.Tensor
     classes: np.ndarray
     name: str
+    scaler: StandardScaler | MinMaxScaler | None = None
 
     @property
     def n_features(self) -> int:
@@ -300,10 +343,13 @@ def split_dataset(
         )
     except ValueError as exc:
         raise DataError(f"{dataset.name}: cannot split ({exc})") from None
+    scaler = None
     if scaling != "none":
         scaler = (StandardScaler() if scaling == "standard" else MinMaxScaler()).fit(X_train)
         X_train, X_val, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_val, X_test))
-    return DataSplit(X_train, y_train, X_val, y_val, X_test, y_test, classes=encoder.classes_, name=dataset.name)
+    return DataSplit(
+        X_train, y_train, X_val, y_val, X_test, y_test, classes=encoder.classes_, name=dataset.name, scaler=scaler
+    )
 
 
 def training_device() -> str:

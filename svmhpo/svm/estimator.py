@@ -112,6 +112,28 @@ class HingeSVC(ClassifierMixin, BaseEstimator):
         self.module_: SVMModule = module.cpu()
         return self
 
+    @classmethod
+    def from_weights(
+        cls, state: dict[str, torch.Tensor], *, classes: np.ndarray, params: SVMParams, **settings
+    ) -> HingeSVC:
+        """A fitted estimator holding given weights (a ``LinearSVM`` state dict), as a saved model loads.
+
+        ``settings`` are the other constructor arguments (``epochs``, ``batch_size``, ...), kept
+        so that ``clone`` and refitting behave as for the estimator that was trained.
+        """
+        estimator = cls(**params.as_dict(), **settings)
+        estimator._encoder = LabelEncoder().fit(classes)
+        estimator.classes_ = estimator._encoder.classes_
+        if not np.array_equal(estimator.classes_, classes):
+            raise ValueError("classes must be sorted and distinct, as LabelEncoder orders them")
+        n_features = state["linear.weight"].shape[1]
+        module = SVMModule(n_features, len(classes), **params.as_dict(), batch_size=estimator.batch_size)
+        module.net.load_state_dict(state)
+        module.eval()
+        estimator.module_ = module
+        estimator.n_features_in_ = n_features
+        return estimator
+
     def _logits(self, X) -> torch.Tensor:
         check_is_fitted(self, "module_")
         X = validate_data(self, X, dtype=np.float32, reset=False)

@@ -1,0 +1,154 @@
+"""The study's product: its tuned model, loaded back as a scikit-learn pipeline or exported.
+
+:func:`load_model` takes a study name (the model its refit stored as an artifact) or the path of
+a saved model (a directory from ``svmhpo export`` or ``svmhpo train --save``, or a model zip)
+and returns a fitted ``Pipeline(scaler, HingeSVC)`` that predicts on raw features.
+:func:`export_model` writes a study's model as a self-contained directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from sklearn.pipeline import Pipeline
+
+from svmhpo.errors import DataError, ModelError
+from svmhpo.hpo import records
+from svmhpo.hpo.config import DataConfig
+from svmhpo.hpo.space import decode
+from svmhpo.hpo.storage import artifact_dir, resolve_storage_url
+from svmhpo.hpo.studies import best_trial, open_study, study_config
+from svmhpo.svm.data import load_features
+from svmhpo.svm.params import SVMParams
+from svmhpo.svm.persist import META, WEIGHTS, load_pipeline, read_model
+
+__all__ = ["BestFit", "best_fit", "export_model", "load_model", "predict_file"]
+
+
+@dataclass(frozen=True)
+class BestFit:
+    """What reproduces a study's best trial: its hyperparameters, the study's data and split, its seed."""
+
+    study: str
+    trial: int
+    params: SVMParams
+    epochs: int
+    batch_size: int
+    seed: int
+    data: DataConfig
+    split_seed: int
+
+
+def best_fit(name: str, storage: str | None = None) -> BestFit:
+    """The settings of study ``name``'s best trial, for ``svmhpo train --from-study``."""
+    study = open_study(name, storage)
+    trial = best_trial(study)
+    if trial is None:
+        raise ModelError(f"study {name!r} has no completed trial yet")
+    config = study_config(study)
+    params, batch_size = decode(trial.params, config)
+    return BestFit(
+        study=name,
+        trial=trial.number,
+        params=params,
+        epochs=config.training.epochs,
+        batch_size=batch_size,
+        seed=records.trial_seed(trial, config.seed + trial.number),
+        data=config.data,
+        split_seed=config.seed,
+    )
+
+
+def _is_model_path(source: str | Path) -> bool:
+    path = Path(source).expanduser()
+    return path.is_dir() or (path.is_file() and path.suffix == ".zip")
+
+
+def _download(name: str, storage: str | None, into: Path) -> Path:
+    """Fetch study ``name``'s model zip into the folder ``into``; return the file."""
+    url = resolve_storage_url(storage)
+    final = records.final(open_study(name, url))
+    if not final or "model_artifact_id" not in final:
+        raise ModelError(f"study {name!r} has no tuned model yet: its budget is not met or no trial completed")
+    store_dir = artifact_dir(url)
+    target = into / "model.zip"
+    try:
+        download_artifact(
+            artifact_store=FileSystemArtifactStore(str(store_dir)),
+            file_path=str(target),
+            artifact_id=final["model_artifact_id"],
+        )
+    except (ArtifactNotFound, FileNotFoundError):
+        raise ModelError(
+            f"study {name!r}: its model artifact {final['model_artifact_id']} is not in {store_dir} "
+            "(a model written on another machine is reachable only through a shared artifact directory)"
+        ) from None
+    return target
+
+
+def load_model(source: str | Path, storage: str | None = None) -> Pipeline:
+    """The tuned model of study ``source``, or the saved model at path ``source``, as a fitted ``Pipeline``.
+
+    A ``str`` names a study unless it is an existing model directory or ``.zip``; a ``Path`` is
+    always a model path.
+
+    The pipeline is the scaler fitted on the study's training split, then a
+    :class:`~svmhpo.svm.estimator.HingeSVC` holding the refit's weights (for ASGD, the averaged
+    iterate that was scored): ``predict``, ``decision_function`` and ``score`` take raw
+    features, and ``score`` on the study's test split equals its stored ``final.test_acc``.
+    """
+    if isinstance(source, Path) or _is_model_path(source):
+        return load_pipeline(source)
+    with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
+        return load_pipeline(_download(str(source), storage, Path(tmp)))
+
+
+def export_model(name: str, out: str | Path, storage: str | None = None) -> Path:
+    """Write study ``name``'s model into the directory ``out`` (``model.json`` and ``weights.pt``)."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out}: exists and is not a directory")
+    with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
+        archive = _download(name, storage, Path(tmp))
+        read_model(archive)  # checked before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(archive) as zf:
+            for member in (META, WEIGHTS):
+                (out / member).write_bytes(zf.read(member))
+    return out
+
+
+def predict_file(model: Pipeline, source: str, out: str | Path | None = None) -> str:
+    """Predict the labels of ``source`` (see :func:`~svmhpo.svm.data.load_features`) with ``model``.
+
+    Writes a CSV with a ``label`` header and one label per row to ``out``, or to stdout, and
+    returns a one-line summary, with accuracy and macro F1 when ``source`` carries labels.
+    """
+    n_features = model.named_steps["svm"].n_features_in_
+    X, y, name = load_features(source, n_features)
+    if X.shape[1] != n_features:
+        raise DataError(f"{name}: {X.shape[1]} features, the model takes {n_features}")
+    labels = model.predict(X)
+    text = "label\n" + "".join(f"{label}\n" for label in labels)
+    if out is None:
+        sys.stdout.write(text)
+        summary = f"{name}: {len(labels)} predictions"
+    else:
+        try:
+            Path(out).expanduser().write_text(text)
+        except OSError as exc:
+            raise DataError(f"{out}: cannot write ({exc.strerror})") from None
+        summary = f"{name}: {len(labels)} predictions written to {out}"
+    if y is not None:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        y = np.asarray(y).astype(labels.dtype, copy=False) if labels.dtype.kind in "iu" else np.asarray(y)
+        summary += f"; accuracy {accuracy_score(y, labels):.4f}, macro F1 {f1_score(y, labels, average='macro'):.4f}"
+    return summary
