@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 import warnings
@@ -378,11 +379,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    """Drop Optuna's report of a trial failed by Ctrl-C: svmhpo says it in one line of its own."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, KeyboardInterrupt) and "KeyboardInterrupt" not in record.getMessage()
+
+
 def _quiet_optuna() -> None:
     """The command line's own output replaces Optuna's per-trial log lines and experimental warnings."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:  # a logger's own filter misses its children's records
+        handler.addFilter(_not_an_interrupt)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -403,7 +412,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"svmhpo: error: {exc}", file=sys.stderr)
         return ExitStatus.USER_ERROR
     except KeyboardInterrupt:
-        print("svmhpo: interrupted", file=sys.stderr)
+        if args.command in ("run", "worker", "init"):
+            print(
+                "svmhpo: interrupted: finished trials are kept and the running ones were marked failed; "
+                "the same command tops the study up",
+                file=sys.stderr,
+            )
+        else:
+            print("svmhpo: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     except Exception:
         traceback.print_exc()

@@ -185,20 +185,29 @@ class BatchObjective:
         trial per fit.
         """
         members: list[Member] = []
-        for _ in range(n):
-            if members and shared:
-                counts = count_trials(study)
-                if counts.finished + counts.running >= self.config.trials:
-                    break
-            with warnings.catch_warnings():  # heartbeats are kept by hpo.storage.heartbeats, not optimize
-                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                trial = study.ask()
-            if on_ask is not None:
-                on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
-            # the batch's seed is its first trial's; seed and worker are stored as soon as asked
-            seed = self.config.seed + (members[0].trial.number if members else trial.number)
-            records.set_trial_origin(trial, seed)
-            members.append(Member(trial, *suggest(trial, self.config)))
+        asked: list[optuna.Trial] = []
+        try:
+            for _ in range(n):
+                if members and shared:
+                    counts = count_trials(study)
+                    if counts.finished + counts.running >= self.config.trials:
+                        break
+                with warnings.catch_warnings():  # heartbeats are kept by hpo.storage.heartbeats, not optimize
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                    trial = study.ask()
+                asked.append(trial)
+                if on_ask is not None:
+                    on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
+                # the batch's seed is its first trial's; seed and worker are stored as soon as asked
+                seed = self.config.seed + (members[0].trial.number if members else trial.number)
+                records.set_trial_origin(trial, seed)
+                members.append(Member(trial, *suggest(trial, self.config)))
+        except BaseException as exc:  # Ctrl-C or a storage error while asking: leave nothing RUNNING
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            for trial in asked:
+                records.set_fail_reason(trial, reason)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
         return members
 
     def run(self, study: optuna.Study, members: list[Member]) -> list[FrozenTrial]:

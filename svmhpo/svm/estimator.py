@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from svmhpo.svm.data import TensorBatches
 from svmhpo.svm.model import SVMModule
 from svmhpo.svm.params import FitSettings, Optimizer, Strategy, SVMParams, bounds
-from svmhpo.svm.training import build_module, make_trainer, quiet_lightning
+from svmhpo.svm.training import build_module, interrupts_raised, make_trainer, quiet_lightning
 
 __all__ = ["HingeSVC"]
 
@@ -107,7 +107,8 @@ class HingeSVC(ClassifierMixin, BaseEstimator):
             trainer = make_trainer(self.epochs, accelerator=self.accelerator, validate=False)
             x_t = torch.as_tensor(X).to(trainer.strategy.root_device)
             y_t = torch.as_tensor(self._encoder.transform(y), dtype=torch.long).to(x_t.device)
-            trainer.fit(module, train_dataloaders=TensorBatches(x_t, y_t, len(x_t), shuffle=True, seed=seed))
+            with interrupts_raised(trainer):
+                trainer.fit(module, train_dataloaders=TensorBatches(x_t, y_t, len(x_t), shuffle=True, seed=seed))
         module.eval()
         self.module_: SVMModule = module.cpu()
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -19,7 +20,15 @@ from svmhpo.svm.data import DeviceData, TensorBatches
 from svmhpo.svm.model import SVMModule
 from svmhpo.svm.params import FitSettings, SVMParams
 
-__all__ = ["build_module", "fit", "held_out_metrics", "make_trainer", "quiet_lightning", "train_loader"]
+__all__ = [
+    "build_module",
+    "fit",
+    "held_out_metrics",
+    "interrupts_raised",
+    "make_trainer",
+    "quiet_lightning",
+    "train_loader",
+]
 
 _LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 #: Lightning's warnings that do not apply to data that sits on the device in one piece.
@@ -53,6 +62,24 @@ def quiet_lightning() -> Iterator[None]:
         finally:
             for logger, level in zip(loggers, levels, strict=True):
                 logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def interrupts_raised(trainer: pl.Trainer) -> Iterator[None]:
+    """Within the block, a Ctrl-C during ``trainer``'s fit surfaces as ``KeyboardInterrupt``.
+
+    Lightning catches the interrupt inside ``fit``, sets SIGINT to be ignored and calls
+    ``sys.exit(1)``, so the caller could neither tell it from a crash nor fail its running trial,
+    and a second Ctrl-C did nothing. Here its ``SystemExit`` becomes ``KeyboardInterrupt`` again,
+    with Python's own SIGINT handler back in place.
+    """
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
 
 
 def make_trainer(
@@ -145,7 +172,8 @@ def fit(
     val = TensorBatches(data.x_val, data.y_val, len(data.x_val)) if validate else None
     with quiet_lightning():
         trainer = make_trainer(epochs, callbacks=callbacks, validate=validate)
-        trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
+        with interrupts_raised(trainer):
+            trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
     return module, trainer
 
 
