@@ -275,6 +275,7 @@ POSITIVE_FLOAT = _checked(float, 0, False)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from svmhpo import __version__
     from svmhpo.hpo.config import StudyConfig, TrainingConfig
     from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, FitSettings, SVMParams
 
@@ -285,9 +286,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
     parser.add_argument("--debug", action="store_true", help=debug_help)
+    parser.add_argument("--version", action="version", version=f"svmhpo {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # --debug after the command too, not resetting it
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], ExitStatus], text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=[common])
@@ -397,10 +399,14 @@ def _quiet_optuna() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help or --version (0), or a usage error (2)
         return ExitStatus.OK if exc.code in (0, None) else ExitStatus.USAGE
+    if args.command is None:  # a bare `svmhpo`: what it can do
+        parser.print_help()
+        return ExitStatus.OK
     if args.command != "train":
         _quiet_optuna()
     handler: Callable[[argparse.Namespace], ExitStatus] = args.handler

@@ -121,3 +121,13 @@ def test_predict_export_and_train_close_the_loop(small_study: tuple[str, str], t
 
     assert main(["predict", "--model", str(tmp_path / "nope"), "digits"]) == ExitStatus.USER_ERROR
     assert capsys.readouterr().err.strip() == f"svmhpo: error: {tmp_path / 'nope'}: no such model"
+
+
+def test_version_and_a_bare_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from svmhpo import __version__
+
+    assert main(["--version"]) == ExitStatus.OK
+    assert capsys.readouterr().out.strip() == f"svmhpo {__version__}"
+    assert main([]) == ExitStatus.OK  # a bare `svmhpo` shows what it can do
+    out = capsys.readouterr().out
+    assert out.startswith("usage: svmhpo") and "predict" in out and "run" in out

@@ -32,9 +32,10 @@ __all__ = ["init_study", "run_study", "run_worker"]
 def init_study(config: StudyConfig, url: str | None = None, *, warm: bool = True) -> optuna.Study:
     """Create the study (or find it) and record the warm start, running no trials."""
     url = resolve_storage_url(url)
+    data = load_study_data(config) if warm and config.warm_start.enabled else None  # before the study: no ghost
     study = create_study(config, url)
-    if warm and config.warm_start.enabled and records.warm_start(study) is None:
-        run_warm_start(study, load_study_data(config), config)
+    if data is not None and records.warm_start(study) is None:
+        run_warm_start(study, data, config)
     publish(study)
     return study
 
@@ -55,8 +56,10 @@ def run_study(
     if jobs < 1:
         raise SvmhpoError(f"jobs must be at least 1, got {jobs}")
     url = resolve_storage_url(url)
-    study = create_study(config, url)
+    # The data loads first: a run that cannot load it (a download offline, a bad file) leaves
+    # no empty study behind.
     data = load_study_data(config)
+    study = create_study(config, url)
     if warm and config.warm_start.enabled:
         run_warm_start(study, data, config)
     publish(study)

@@ -142,5 +142,11 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
             "use another study name or the config it was created with"
         )
     elif stored.get("trials") != config.trials:
+        finished = count_trials(study).finished
+        if config.trials < finished:
+            raise ConfigError(
+                f"study {config.name!r} already has {finished} finished trials; a budget of {config.trials} "
+                f"is below that (give {finished} or more)"
+            )
         records.set_budget(study, config.trials)
     return study

@@ -269,3 +269,24 @@ def test_one_worker_command_serves_several_gpus(tmp_path: Path, study_config, no
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(SvmhpoError, match="no GPU is visible"):
         visible_gpus("all")
+
+
+def test_a_budget_below_the_finished_trials_is_refused(tmp_path: Path, study_config, noop_trainer, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    config = study_config("shrink", trials=6, warm=False)
+    assert main(["run", "--config", str(config), "--storage", url, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--storage", url, "--trials", "4", "--quiet"]) == ExitStatus.USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "svmhpo: error: study 'shrink' already has 6 finished trials; a budget of 4 is below that (give 6 or more)"
+    )
+    assert _study(url, "shrink").user_attrs["config"]["trials"] == 6  # the stored budget is untouched
+
+
+def test_a_run_whose_data_cannot_load_leaves_no_study(tmp_path: Path, study_config, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    config = study_config("ghost", source=str(tmp_path / "missing.csv"))
+    assert main(["run", "--config", str(config), "--storage", url, "--quiet"]) == ExitStatus.USER_ERROR
+    assert "missing.csv: no such file" in capsys.readouterr().err
+    assert optuna.get_all_study_names(storage=url) == []
