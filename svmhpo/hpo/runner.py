@@ -19,7 +19,7 @@ from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.objective import BatchObjective, Objective
-from svmhpo.hpo.storage import heartbeats
+from svmhpo.hpo.storage import adopt_orphans, heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.svm.data import DeviceData, prepare_data, training_device
 
@@ -122,6 +122,7 @@ def _run_batches(
     config = objective.config
     deadline = None if timeout is None else time.monotonic() + timeout
     failures, last_error = 0, None
+    adopted: set[int] = set()
     poll = min(1.0, float(config.heartbeat_interval))
     while True:
         optuna.storages.fail_stale_trials(study)
@@ -137,7 +138,8 @@ def _run_batches(
         if deadline is not None and time.monotonic() >= deadline:
             return counts
         left = config.trials - counts.finished - counts.running
-        if left <= 0:
+        if left <= 0:  # the rest of the budget is running elsewhere: wait for it, or for it to go stale
+            adopt_orphans(study, config.grace_period, adopted)
             time.sleep(poll)
             continue
         # A worker recounts before each ask; `svmhpo run` only while others' trials run (alone,

@@ -19,23 +19,66 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.finalize import finalize
 from svmhpo.hpo.objective import make_objective
 from svmhpo.hpo.runner import load_study_data, run_trials
-from svmhpo.hpo.storage import resolve_storage_url
+from svmhpo.hpo.storage import adopt_orphans, resolve_storage_url
 from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
 from svmhpo.hpo.warmstart import run_warm_start
 from svmhpo.hpo.workers import run_workers, visible_gpus
+from svmhpo.svm.data import DeviceData
 from svmhpo.view.catalog import summary
 from svmhpo.view.dashboard import publish
 
 __all__ = ["init_study", "run_study", "run_worker"]
 
+#: Receives one line per phase of a run (data loaded, the warm start, the trials, the refit).
+OnEvent = Callable[[str], None]
 
-def init_study(config: StudyConfig, url: str | None = None, *, warm: bool = True) -> optuna.Study:
+
+def _say(on_event: OnEvent | None, text: str) -> None:
+    if on_event is not None:
+        on_event(text)
+
+
+def _data_line(data: DeviceData) -> str:
+    return (
+        f"data {data.name}: {len(data.x_train)} train, {len(data.x_val)} validation, {len(data.x_test)} test samples; "
+        f"{data.n_features} features, {data.n_classes} classes"
+    )
+
+
+def _warm_start(study: optuna.Study, data: DeviceData, config: StudyConfig, on_event: OnEvent | None) -> None:
+    if records.warm_start(study) is not None:
+        _say(on_event, "warm start: the LR-finder picks stored on the study are reused")
+        return
+    _say(on_event, f"warm start: LR finder, once per optimizer ({', '.join(config.search.optimizer)})")
+    curves = run_warm_start(study, data, config)
+    picks = ", ".join(f"{name} {curve['chosen_lr']:.3g}" for name, curve in curves.items())
+    _say(on_event, f"warm start: picked lr {picks}; enqueued as the first trials")
+
+
+def _trials_line(study: optuna.Study, config: StudyConfig, workers: str) -> str:
+    counts = count_trials(study)
+    k = config.training.batch_trials
+    per = "one per fit" if k == 1 else f"{k} per batched fit"
+    return f"trials: {counts.finished} of {config.trials} finished; running the rest, {per}, {workers}"
+
+
+def _finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str, on_event: OnEvent | None) -> None:
+    _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
+    finalize(study, config, data, url)
+    publish(study)
+
+
+def init_study(
+    config: StudyConfig, url: str | None = None, *, warm: bool = True, on_event: OnEvent | None = None
+) -> optuna.Study:
     """Create the study (or find it) and record the warm start, running no trials."""
     url = resolve_storage_url(url)
     data = load_study_data(config) if warm and config.warm_start.enabled else None  # before the study: no ghost
+    if data is not None:
+        _say(on_event, _data_line(data))
     study = create_study(config, url)
-    if data is not None and records.warm_start(study) is None:
-        run_warm_start(study, data, config)
+    if data is not None:
+        _warm_start(study, data, config, on_event)
     publish(study)
     return study
 
@@ -48,9 +91,11 @@ def run_study(
     timeout: float | None = None,
     warm: bool = True,
     on_progress: Callable[[Counts], None] | None = None,
+    on_event: OnEvent | None = None,
 ) -> dict[str, Any]:
     """Create or continue the study, fill its budget with ``jobs`` workers, then finalize it.
 
+    ``on_progress`` gets the study's counts as trials finish, ``on_event`` a line per phase.
     Returns :func:`~svmhpo.view.catalog.summary` of the study.
     """
     if jobs < 1:
@@ -59,10 +104,12 @@ def run_study(
     # The data loads first: a run that cannot load it (a download offline, a bad file) leaves
     # no empty study behind.
     data = load_study_data(config)
+    _say(on_event, _data_line(data))
     study = create_study(config, url)
     if warm and config.warm_start.enabled:
-        run_warm_start(study, data, config)
+        _warm_start(study, data, config, on_event)
     publish(study)
+    _say(on_event, _trials_line(study, config, "in this process" if jobs == 1 else f"in {jobs} worker processes"))
     if jobs == 1:
         objective = make_objective(config, data, worker=False)
         counts = run_trials(study, objective, timeout=timeout, on_trial=on_progress)
@@ -82,8 +129,7 @@ def run_study(
                 f"{counts.finished} of {config.trials} trials finished"
             )
     if counts.finished >= config.trials:
-        finalize(study, config, data, url)
-        publish(study)
+        _finalize(study, config, data, url, on_event)
     return summary(study)
 
 
@@ -92,15 +138,18 @@ def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:
 
     Once no trial runs, the last finished trial is fixed, and the worker that finished it is
     elected: one worker, whatever the order in which they get here. So each worker first fails
-    stale trials (their workers died) and waits, up to the heartbeat grace period, for the
-    trials still running; a worker still running one decides for itself when it ends. A worker
+    stale trials (their workers died; see :func:`~svmhpo.hpo.storage.adopt_orphans` for those
+    that died before their first heartbeat) and waits, up to twice the heartbeat grace period,
+    for the trials still running; a worker still running one decides for itself when it ends. A worker
     that finished no trial of the study (it joined late, or restarted under a new identity)
     steps in. :func:`~svmhpo.hpo.finalize.finalize` skips when the stored result already
     describes the best trial.
     """
-    deadline = time.monotonic() + config.grace_period + config.heartbeat_interval
+    deadline = time.monotonic() + 2 * config.grace_period + config.heartbeat_interval
+    adopted: set[int] = set()
     while True:
         optuna.storages.fail_stale_trials(study)
+        adopt_orphans(study, config.grace_period, adopted)
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == TrialState.RUNNING for t in trials):
             break
@@ -123,6 +172,7 @@ def run_worker(
     gpus: str | None = None,
     batch_trials: int | None = None,
     on_progress: Callable[[Counts], None] | None = None,
+    on_event: OnEvent | None = None,
 ) -> dict[str, Any]:
     """Join an existing study and run trials until its budget is met; finalize if nobody has.
 
@@ -152,8 +202,9 @@ def run_worker(
     if batch_trials is not None:
         config = config.replace(training={"batch_trials": batch_trials})
     data = load_study_data(config)
+    _say(on_event, _data_line(data))
+    _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
     counts = run_trials(study, make_objective(config, data, worker=True), timeout=timeout, on_trial=on_progress)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
-        finalize(study, config, data, url)
-        publish(study)
+        _finalize(study, config, data, url, on_event)
     return summary(study)

@@ -14,6 +14,7 @@ so that a trial whose worker died is failed after the grace period and re-queued
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import sqlite3
 import threading
@@ -31,6 +32,7 @@ from svmhpo.errors import StorageError
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "Heartbeats",
+    "adopt_orphans",
     "artifact_dir",
     "default_storage_url",
     "heartbeats",
@@ -224,3 +226,28 @@ def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
     finally:
         stop.set()
         thread.join()
+
+
+def adopt_orphans(study: optuna.Study, grace_period: float, adopted: set[int]) -> None:
+    """Give RUNNING trials that no process ever claimed one heartbeat, so that they can go stale.
+
+    A worker killed between Optuna creating its trial and the trial's first heartbeat leaves a
+    RUNNING trial with no heartbeat at all, which Optuna's stale-trial check never sees: the
+    budget would wait for it forever. A live worker stores ``worker`` on a trial right after
+    asking for it, so a RUNNING trial without it, older than the grace period, is an orphan:
+    one heartbeat from here (once per process, ids kept in ``adopted``) lets
+    ``fail_stale_trials`` fail it after the grace period and the retry callback re-queue it.
+    """
+    from svmhpo.hpo.records import trial_worker
+
+    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
+        return
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        started = trial.datetime_start
+        if trial._trial_id in adopted or trial_worker(trial) is not None or started is None:
+            continue
+        if (now - started).total_seconds() > grace_period:
+            storage.record_heartbeat(trial._trial_id)
+            adopted.add(trial._trial_id)

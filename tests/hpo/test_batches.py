@@ -117,3 +117,17 @@ def test_a_failing_batch_fails_every_member_and_the_worker_stops(tmp_path: Path,
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == len(study.trials) >= MAX_CONSECUTIVE_FAILURES  # none left RUNNING
     assert all("the device fell off" in t.user_attrs["fail_reason"] for t in failed)
+
+
+def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_and_rerun(tmp_path: Path, study_config) -> None:
+    """A worker killed between Optuna creating its trial and the first heartbeat leaves a RUNNING
+    trial that Optuna never finds stale; a batch worker waiting on the budget must not wait forever."""
+    config = load_config(study_config("orphan", trials=3, warm=False, heartbeat=1, grace=2, batch_trials=3))
+    study = create_study(config, f"sqlite:///{tmp_path / 'o.db'}")
+    orphan = study.ask()  # RUNNING, no heartbeat, no worker: its process died right here
+    objective = BatchObjective(config, None, batch_trials=3, worker=True, fit_fn=NoOpBatchTrainer())
+    counts = run_trials(study, objective, timeout=60)
+    assert counts.finished == 3 and counts.running == 0
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
