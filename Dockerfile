@@ -43,7 +43,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin svmhpo \
     && mkdir -p /data /app \
     && chown svmhpo:svmhpo /data
 WORKDIR /app
-COPY studies/ studies/
+COPY svmhpo/studies/ studies/
 VOLUME ["/data"]
 ENTRYPOINT ["svmhpo"]
 CMD ["--help"]

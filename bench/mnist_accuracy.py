@@ -1,6 +1,6 @@
 """Accuracy at scale: a tuned study on the MNIST shape against LinearSVC on the same split.
 
-The study uses ``studies/mnist.toml`` with its data swapped for ``synthetic:70000x784x10`` (or real
+The study uses the shipped ``mnist`` config with its data swapped for ``synthetic:70000x784x10`` (or real
 MNIST with ``--data mnist`` when it is cached), a small budget, and the config's baseline grid.
 Published references for linear models on raw MNIST pixels are 88–92 %.
 

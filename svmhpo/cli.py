@@ -188,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.progress import StudyProgress
 
     config = _config(args)
-    progress = StudyProgress(config.trials, enabled=False if args.quiet else None)
+    progress = StudyProgress(config.trials, mode="off" if args.quiet else None)
     try:
         result = run_study(
             config,
@@ -197,6 +197,7 @@ def _cmd_run(args: argparse.Namespace) -> ExitStatus:
             timeout=args.timeout,
             warm=not args.no_warm_start,
             on_progress=progress,
+            on_event=progress.phase,
         )
     finally:
         progress.close()
@@ -208,22 +209,33 @@ def _cmd_init(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.service import init_study
 
     config = _config(args)
-    study = init_study(config, args.storage, warm=not args.no_warm_start)
+    study = init_study(
+        config, args.storage, warm=not args.no_warm_start, on_event=lambda line: print(line, file=sys.stderr)
+    )
     print(f"study {study.study_name}: ready (budget {config.trials})")
     return ExitStatus.OK
 
 
 def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.service import run_worker
+    from svmhpo.view.catalog import best_summary
+    from svmhpo.view.progress import StudyProgress
 
-    result = run_worker(
-        args.study_name,
-        args.storage,
-        worker_index=args.worker_index,
-        timeout=args.timeout,
-        gpus=args.gpus,
-        batch_trials=args.batch_trials,
-    )
+    budget = 0 if args.quiet else best_summary(args.study_name, args.storage)["budget"]
+    progress = StudyProgress(budget, mode="off" if args.quiet else None)
+    try:
+        result = run_worker(
+            args.study_name,
+            args.storage,
+            worker_index=args.worker_index,
+            timeout=args.timeout,
+            gpus=args.gpus,
+            batch_trials=args.batch_trials,
+            on_progress=progress,
+            on_event=progress.phase,
+        )
+    finally:
+        progress.close()
     if not args.quiet:
         _print_summary(result, as_json=False)
     return ExitStatus.OK
@@ -333,7 +345,9 @@ def _parser() -> argparse.ArgumentParser:
         ("init", _cmd_init, "create a study and record its warm start, running no trials"),
     ):
         p = command(name, handler, text)
-        p.add_argument("--config", help="study config (TOML), or the name of one in studies/ (default: digits)")
+        p.add_argument(
+            "--config", help="study config (TOML), or a shipped one: digits, mnist, fashion-mnist (default: digits)"
+        )
         p.add_argument(
             "--trials",
             type=POSITIVE_INT,
@@ -347,7 +361,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")
             p.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
             p.add_argument("--json", action="store_true", help="print the result as JSON")
-            p.add_argument("--quiet", action="store_true", help="no progress bar")
+            p.add_argument("--quiet", action="store_true", help="no progress output")
 
     worker = command("worker", _cmd_worker, "join an existing study and run trials until its budget is met")
     worker.add_argument("--study-name", required=True, help="the study to join")
@@ -358,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
     worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
-    worker.add_argument("--quiet", action="store_true", help="print nothing when done")
+    worker.add_argument("--quiet", action="store_true", help="no progress output and no summary")
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")
     studies.add_argument("--storage", help=STORAGE_HELP)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import shutil
+import struct
 import subprocess
+import sys
+import termios
 import textwrap
 import time
 import uuid
@@ -200,3 +206,57 @@ def small_study(tmp_path_factory) -> tuple[str, str]:
     url = f"sqlite:///{tmp / 'r.db'}"
     run_study(load_config(config_path), url)
     return url, "r"
+
+
+# --- a real terminal ------------------------------------------------------------------------------
+class Terminal:
+    """``python -m svmhpo ARGS`` (or another module) on a pseudo-terminal, its output collected as it comes."""
+
+    def __init__(self, args: list[str], env: dict[str, str], module: str = "svmhpo") -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its controlling terminal, 100 columns wide
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+            os.chdir(Path(__file__).resolve().parent.parent)
+            os.execve(sys.executable, [sys.executable, "-m", module, *args], env)
+        self.output = b""
+        self.status: int | None = None
+
+    def _read(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            try:
+                self.output += os.read(self.fd, 65536)
+            except OSError:  # the child closed the terminal
+                pass
+
+    def ctrl_c(self) -> None:
+        os.write(self.fd, b"\x03")
+
+    def wait(self, timeout: float = 120) -> int:
+        deadline = time.monotonic() + timeout
+        while self.status is None and time.monotonic() < deadline:
+            self._read(0.2)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        self._read(0.2)
+        if self.status is None:
+            os.kill(self.pid, 9)
+            raise AssertionError(f"svmhpo did not exit; output:\n{self.text}")
+        os.close(self.fd)
+        return self.status
+
+    def poll_output(self) -> None:
+        self._read(0)
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace").replace("\r", "\n")
+
+
+
+
+@pytest.fixture
+def terminal() -> type[Terminal]:
+    """Start a command on a pseudo-terminal: ``terminal(args, env)``; type into it, wait for it."""
+    return Terminal

@@ -9,9 +9,6 @@ must then top the study up.
 from __future__ import annotations
 
 import os
-import pty
-import select
-import sys
 import time
 from pathlib import Path
 
@@ -21,52 +18,6 @@ from optuna.trial import TrialState
 
 from svmhpo.hpo.storage import open_storage
 from svmhpo.testing import wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Terminal:
-    """``python -m svmhpo ARGS`` on a pseudo-terminal; its output is collected as it comes."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the pty is its controlling terminal
-            os.chdir(ROOT)
-            os.execve(sys.executable, [sys.executable, "-m", "svmhpo", *args], env)
-        self.output = b""
-        self.status: int | None = None
-
-    def _read(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
-            try:
-                self.output += os.read(self.fd, 65536)
-            except OSError:  # the child closed the terminal
-                pass
-
-    def ctrl_c(self) -> None:
-        os.write(self.fd, b"\x03")
-
-    def wait(self, timeout: float = 120) -> int:
-        deadline = time.monotonic() + timeout
-        while self.status is None and time.monotonic() < deadline:
-            self._read(0.2)
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-        self._read(0.2)
-        if self.status is None:
-            os.kill(self.pid, 9)
-            raise AssertionError(f"svmhpo did not exit; output:\n{self.text}")
-        os.close(self.fd)
-        return self.status
-
-    def poll_output(self) -> None:
-        self._read(0)
-
-    @property
-    def text(self) -> str:
-        return self.output.decode(errors="replace").replace("\r", "\n")
 
 
 def _study(url: str, name: str) -> optuna.Study | None:
@@ -89,13 +40,13 @@ INTERRUPTED = (
 
 @pytest.mark.parametrize("batch_trials", [1, 16])
 def test_ctrl_c_inside_a_fit_fails_the_running_trials_and_exits_130(
-    tmp_path: Path, study_config, batch_trials: int
+    tmp_path: Path, study_config, terminal, batch_trials: int
 ) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     config = study_config("ctrlc", trials=400, epochs=20, warm=False, batch_trials=batch_trials)
     command = ["run", "--config", str(config), "--storage", url, "--quiet"]
     env = dict(os.environ, SVMHPO_HOME=str(tmp_path))
-    term = Terminal(command, env)
+    term = terminal(command, env)
 
     def running() -> bool:
         term.poll_output()
@@ -105,26 +56,28 @@ def test_ctrl_c_inside_a_fit_fails_the_running_trials_and_exits_130(
     wait_for(running, 90, "a trial to run", interval=0.1)
     term.ctrl_c()
     assert term.wait() == 130, term.text
-    assert _last_line(term.text) == INTERRUPTED
-    assert "Traceback" not in term.text and "KeyboardInterrupt" not in term.text
+    assert _last_line(term.text) == INTERRUPTED, term.text
+    assert "Traceback" not in term.text and "KeyboardInterrupt" not in term.text, term.text
     study = _study(url, "ctrlc")
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert study.get_trials(states=(TrialState.FAIL,))  # the interrupted trial(s)
+    assert not study.get_trials(states=(TrialState.RUNNING,)), term.text
+    assert study.get_trials(states=(TrialState.FAIL,)), term.text  # the interrupted trial(s)
     finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
     # the same command, with a budget a little above what was kept, tops the study up
-    again = Terminal([*command, "--trials", str(finished + 3)], env)
+    again = terminal([*command, "--trials", str(finished + 3)], env)
     assert again.wait() == 0, again.text
     assert len(_study(url, "ctrlc").get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == finished + 3
 
 
-def test_ctrl_c_during_the_warm_start_exits_130_and_keeps_nothing_half_done(tmp_path: Path, study_config) -> None:
+def test_ctrl_c_during_the_warm_start_exits_130_and_keeps_nothing_half_done(
+    tmp_path: Path, study_config, terminal
+) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     # a long LR-finder sweep, so that Ctrl-C lands inside it
     path = study_config("warmc", trials=3, epochs=2)
     path.write_text(path.read_text().replace("num_training = 30\n", "num_training = 3000\n"))
     command = ["run", "--config", str(path), "--storage", url, "--quiet"]
     env = dict(os.environ, SVMHPO_HOME=str(tmp_path))
-    term = Terminal(command, env)
+    term = terminal(command, env)
 
     def warming_up() -> bool:
         term.poll_output()

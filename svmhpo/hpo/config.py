@@ -1,4 +1,7 @@
-"""Study configuration: a small TOML file in ``studies/``, validated before anything runs.
+"""Study configuration: a small TOML file, validated before anything runs.
+
+The shipped configs (``digits``, ``mnist``, ``fashion-mnist``) live in the package,
+``svmhpo/studies/``, so that ``--config mnist`` works from an installed wheel too.
 
 A config names the data set and split, the search space, the training budget, the sampler and
 pruner, the warm start and the seed. The models below are pydantic models; the types, defaults,
@@ -49,8 +52,8 @@ Pruner = Literal["median", "hyperband", "none"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 PRUNERS: tuple[str, ...] = get_args(Pruner)
 
-#: Where the shipped study configs live: ``studies/`` of the source tree.
-BUNDLED = Path(__file__).resolve().parents[2] / "studies"
+#: Where the shipped study configs live: ``svmhpo/studies/``, package data of the wheel.
+BUNDLED = Path(__file__).resolve().parents[1] / "studies"
 
 
 class _Section(BaseModel):
@@ -252,15 +255,14 @@ def bundled_configs() -> list[str]:
 
 
 def bundled_config(name: str) -> Path:
-    """The shipped config ``name`` (``studies/<name>.toml``)."""
+    """The shipped config ``name`` (``svmhpo/studies/<name>.toml``)."""
     return BUNDLED / f"{name}.toml"
 
 
 def load_config(source: str | Path | None = None) -> StudyConfig:
     """Read and validate a study config: a TOML path, a shipped config's name, or ``None`` for digits."""
     if source is None:
-        default = bundled_config("digits")
-        return load_config(default) if default.exists() else StudyConfig()
+        return load_config(bundled_config("digits"))
     path = Path(source)
     if not path.suffix and not path.exists() and (BUNDLED / f"{source}.toml").exists():
         path = bundled_config(str(source))

@@ -1,8 +1,18 @@
-"""A live progress bar of a study: trials done, pruned, and the best value, on a terminal only."""
+"""What a running study shows: its phases, then trials done, pruned, failed and the best value.
+
+In a terminal a tqdm bar is redrawn, with each phase (data loaded, the warm start's picks, the
+trials, the refit) printed above it. Without one (piped, a CI log, ``docker compose logs``) the
+same phases are plain lines, and the counts are one plain line every ``interval`` seconds and at
+the end. The rate and ETA count trials from the first progress report, so the warm start does
+not skew them. ``--quiet`` turns it all off.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from typing import Literal, TextIO
 
 from tqdm import tqdm
 
@@ -10,26 +20,90 @@ from svmhpo.hpo.studies import Counts
 
 __all__ = ["StudyProgress"]
 
+Mode = Literal["bar", "lines", "off"]
+
+
+def _duration(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour."""
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    return f"{whole // 60}:{whole % 60:02d}"
+
 
 class StudyProgress:
-    """Callable that redraws a tqdm bar from study :class:`~svmhpo.hpo.studies.Counts`.
+    """Callable on study :class:`~svmhpo.hpo.studies.Counts`, plus :meth:`phase` for phase lines.
 
-    It is silent unless ``stream`` is a terminal, so logs and pipes stay clean.
+    ``mode`` is ``bar`` (a terminal), ``lines`` (anything else) or ``off``; ``None`` picks bar
+    or lines from whether ``stream`` is a terminal.
     """
 
-    def __init__(self, budget: int, *, stream=None, enabled: bool | None = None) -> None:
-        stream = stream or sys.stderr
-        self.enabled = stream.isatty() if enabled is None else enabled
-        self.bar = tqdm(total=budget, file=stream, unit="trial", dynamic_ncols=True) if self.enabled else None
+    def __init__(
+        self,
+        budget: int,
+        *,
+        stream: TextIO | None = None,
+        mode: Mode | None = None,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.mode: Mode = mode or ("bar" if self.stream.isatty() else "lines")
+        self.budget = budget
+        self.interval = interval
+        self.clock = clock
+        self.bar: tqdm | None = None
+        self._start: tuple[float, int] | None = None  # (time, finished) at the first report
+        self._last_line = 0.0
+        self._last: Counts | None = None
+        self._printed: Counts | None = None
+
+    def phase(self, text: str) -> None:
+        """A line that says what the study is doing now."""
+        if self.mode == "off":
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def __call__(self, counts: Counts) -> None:
-        if self.bar is None:
+        if self.mode == "off":
             return
-        self.bar.n = min(counts.finished, self.bar.total)
+        now = self.clock()
+        if self._start is None:
+            self._start = (now, counts.finished)
+            self._last_line = now  # the first line after one interval of trials, not before any
+        self._last = counts
+        if self.mode == "bar":
+            if self.bar is None:  # created at the first trial report, so that its rate is the trials'
+                self.bar = tqdm(total=self.budget, initial=counts.finished, file=self.stream, unit="trial")
+            self.bar.n = min(counts.finished, self.budget)
+            self.bar.set_postfix_str(self._postfix(counts), refresh=False)
+            self.bar.refresh()
+        elif counts != self._printed and (now - self._last_line >= self.interval or counts.finished >= self.budget):
+            self._line(counts, now)
+
+    def _postfix(self, counts: Counts) -> str:
         best = "-" if counts.best is None else f"{counts.best:.4f}"
-        self.bar.set_postfix_str(f"pruned {counts.pruned}, failed {counts.failed}, best val_acc {best}", refresh=False)
-        self.bar.refresh()
+        return f"pruned {counts.pruned}, failed {counts.failed}, best val_acc {best}"
+
+    def _line(self, counts: Counts, now: float) -> None:
+        start_time, start_finished = self._start or (now, counts.finished)
+        elapsed = now - start_time
+        rate = (counts.finished - start_finished) / elapsed if elapsed > 0 else 0.0
+        left = max(0, self.budget - counts.finished)
+        eta = _duration(left / rate) if rate > 0 else "?"
+        print(
+            f"trials {counts.finished}/{self.budget}: {counts.complete} complete, {self._postfix(counts)}; "
+            f"{rate:.2f} trials/s, ETA {eta}",
+            file=self.stream,
+            flush=True,
+        )
+        self._last_line, self._printed = now, counts
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.mode == "lines" and self._last is not None and self._last != self._printed:
+            self._line(self._last, self.clock())

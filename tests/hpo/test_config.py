@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from svmhpo.cli import ExitStatus, main
 from svmhpo.errors import ConfigError
 from svmhpo.hpo.config import StudyConfig, load_config
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "svmhpo" / "studies"
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist", "fashion-mnist"])
@@ -78,3 +81,33 @@ def test_command_line_overrides_config(tmp_path: Path) -> None:
     assert (config.trials, config.name) == (7, "other")
     with pytest.raises(ConfigError, match=r"\[study\] trials: input should be greater than or equal to 1, got 0"):
         config.replace(trials=0)
+
+
+def test_the_shipped_configs_are_in_the_wheel(tmp_path: Path) -> None:
+    """Built as for `pip install .`, unpacked, and used from there: --config mnist works outside the source tree."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), root],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("svmhpo-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert {"svmhpo/studies/digits.toml", "svmhpo/studies/mnist.toml"} <= set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    site = str(tmp_path / "site")
+    script = (
+        f"import svmhpo.hpo.config as c; assert c.__file__.startswith({site!r}), c.__file__; "
+        "print(c.bundled_configs(), c.load_config('mnist').data.source, c.load_config(None).name)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PYTHONPATH": site, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['digits', 'fashion-mnist', 'mnist'] mnist digits"

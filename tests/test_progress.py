@@ -1,0 +1,82 @@
+"""What a person sees while a study runs: phases and counts, piped, in a terminal, from a worker."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from svmhpo.hpo.studies import Counts
+from svmhpo.view.progress import StudyProgress
+
+SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]  # the command line with the no-op trainer
+
+
+def _counts(complete: int, pruned: int = 0, best: float | None = 0.9) -> Counts:
+    return Counts(complete, pruned, 0, 0, 0, best)
+
+
+def test_lines_come_at_an_interval_with_a_rate_from_the_trials_alone() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    progress = StudyProgress(40, stream=out, mode="lines", interval=5, clock=lambda: now[0])
+    now[0] = 100.0  # a long warm start before the first trial report: not part of the rate
+    progress(_counts(0))
+    now[0] = 102.0
+    progress(_counts(4))  # within the interval: no line
+    now[0] = 110.0
+    progress(_counts(10))
+    now[0] = 130.0
+    progress(_counts(40))  # the budget: a line at once
+    progress.close()  # nothing new: no repeat
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "trials 10/40: 10 complete, pruned 0, failed 0, best val_acc 0.9000; 1.00 trials/s, ETA 0:30",
+        "trials 40/40: 40 complete, pruned 0, failed 0, best val_acc 0.9000; 1.33 trials/s, ETA 0:00",
+    ]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return dict(os.environ, SVMHPO_HOME=str(tmp_path), SVMHPO_NOOP_EPOCH_S="0.002")
+
+
+def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, study_config) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    config = study_config("piped", trials=40, epochs=4)
+    run = subprocess.run(
+        [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert "\r" not in run.stderr  # no bar when piped
+    assert lines[0] == "data digits: 1293 train, 144 validation, 360 test samples; 64 features, 10 classes"
+    assert lines[1] == "warm start: LR finder, once per optimizer (sgd, asgd, adam, adamw)"
+    assert lines[2].startswith("warm start: picked lr sgd ")
+    assert lines[3] == "trials: 0 of 40 finished; running the rest, 16 per batched fit, in this process"
+    counts = [i for i, line in enumerate(lines) if line.startswith("trials 40/40: ")]
+    refit = lines.index("refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
+    assert counts and counts[0] < refit
+    # a worker on the same study, once its budget is raised, says the same kind of thing
+    assert subprocess.run(
+        [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--trials", "40", "--quiet"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    ).stderr == ""  # fmt: skip
+    worker = subprocess.run(
+        [*SVMHPO_NOOP, "worker", "--study-name", "piped", "--storage", url],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stderr.splitlines()[1].startswith("trials: 40 of 40 finished; running the rest, 16 per batched")
+
+
+def test_a_terminal_shows_a_bar_with_the_phases_above_it(tmp_path: Path, study_config, terminal) -> None:
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    config = study_config("tty", trials=40, epochs=4)
+    term = terminal(["run", "--config", str(config), "--storage", url], _env(tmp_path), module="svmhpo.testing")
+    assert term.wait() == 0, term.text
+    assert "warm start: picked lr sgd " in term.text
+    assert "40/40" in term.text and "trial/s" in term.text  # tqdm's bar
+    assert "trials 40/40: " not in term.text  # no plain count lines in a terminal
