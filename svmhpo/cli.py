@@ -243,20 +243,32 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
 
 def _cmd_studies(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import list_studies
+    from svmhpo.view.tables import render
 
-    rows = list_studies(args.storage)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return ExitStatus.OK
-    if not rows:
-        print("no studies")
-    for r in rows:
-        best = "-" if r["best_val_acc"] is None else f"{r['best_val_acc']:.4f}"
-        test = "-" if r["test_acc"] is None else f"{r['test_acc']:.4f}"
-        print(
-            f"{r['study']}: {r['complete']} complete, {r['pruned']} pruned, {r['failed']} failed, "
-            f"budget {r['budget']}, best val_acc {best}, test acc {test}"
-        )
+    sys.stdout.write(render(list_studies(args.storage), "json" if args.json else args.format))
+    return ExitStatus.OK
+
+
+def _cmd_trials(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.view.catalog import list_trials
+    from svmhpo.view.tables import render
+
+    sys.stdout.write(render(list_trials(args.study_name, args.storage), args.format))
+    return ExitStatus.OK
+
+
+def _cmd_delete(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.studies import delete_study
+
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise SvmhpoError(f"deleting study {args.study_name!r} needs --yes when not asked at a terminal")
+        answer = input(f"delete study {args.study_name!r}, its trials and its saved models? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return ExitStatus.OK
+    removed = delete_study(args.study_name, args.storage)
+    print(f"deleted study {args.study_name!r} and {removed} artifact file{'s' if removed != 1 else ''}")
     return ExitStatus.OK
 
 
@@ -290,6 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     from svmhpo import __version__
     from svmhpo.hpo.config import StudyConfig, TrainingConfig
     from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, FitSettings, SVMParams
+    from svmhpo.view.tables import FORMATS
 
     debug_help = "show the traceback of an error"
     batch_help = (
@@ -376,7 +389,20 @@ def _parser() -> argparse.ArgumentParser:
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")
     studies.add_argument("--storage", help=STORAGE_HELP)
-    studies.add_argument("--json", action="store_true", help="print the list as JSON")
+    studies.add_argument(
+        "-f", "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
+    )
+    studies.add_argument("--json", action="store_true", help="the same as -f json")
+
+    trials = command("trials", _cmd_trials, "list a study's trials: state, value, epochs run, parameters, worker")
+    trials.add_argument("--study-name", required=True, help="the study")
+    trials.add_argument("--storage", help=STORAGE_HELP)
+    trials.add_argument("-f", "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)")
+
+    delete = command("delete", _cmd_delete, "delete a study, its trials and its saved models")
+    delete.add_argument("--study-name", required=True, help="the study")
+    delete.add_argument("--storage", help=STORAGE_HELP)
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     best = command("best", _cmd_best, "the best trial, its test result and the LinearSVC baseline")
     best.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")

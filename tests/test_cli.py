@@ -131,3 +131,39 @@ def test_version_and_a_bare_command_line(capsys: pytest.CaptureFixture[str]) -> 
     assert main([]) == ExitStatus.OK  # a bare `svmhpo` shows what it can do
     out = capsys.readouterr().out
     assert out.startswith("usage: svmhpo") and "predict" in out and "run" in out
+
+
+def test_studies_and_trials_in_every_format_and_delete(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    import yaml
+
+    env = dict(__import__("os").environ, SVMHPO_HOME=str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    command = ["run", "--trials", "6", "--storage", url, "--study-name", "fmt", "--quiet"]
+    subprocess.run([sys.executable, "-m", "svmhpo.testing", *command], check=True, env=env, capture_output=True)
+    assert main(["studies", "--storage", url]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["study", "complete", "pruned", "failed", "budget", "best_val_acc", "test_acc"]
+    assert table[2].split()[:5] == ["fmt", "6", "0", "0", "6"]
+    parsers = {"json": json.loads, "yaml": yaml.safe_load, "csv": lambda t: list(csv.DictReader(io.StringIO(t)))}
+    for fmt, parse in parsers.items():
+        assert main(["studies", "--storage", url, "-f", fmt]) == 0
+        (row,) = parse(capsys.readouterr().out)
+        assert row["study"] == "fmt" and int(row["complete"]) == 6
+    assert main(["trials", "--study-name", "fmt", "--storage", url, "-f", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 6
+    assert {"number", "state", "value", "epochs", "lr", "optimizer", "seed", "worker"} <= set(rows[0])
+    assert rows[0]["state"] == "COMPLETE" and rows[0]["epochs"] == "20" and rows[0]["worker"]
+    # delete: refused without --yes when nobody can be asked, then done with it, models included
+    artifacts = list((tmp_path / "f.artifacts").iterdir())
+    assert artifacts
+    assert main(["delete", "--study-name", "fmt", "--storage", url]) == ExitStatus.USER_ERROR
+    assert "needs --yes" in capsys.readouterr().err
+    assert main(["delete", "--study-name", "fmt", "--storage", url, "--yes"]) == 0
+    assert capsys.readouterr().out.strip() == "deleted study 'fmt' and 1 artifact file"
+    assert not any(p.exists() for p in artifacts)
+    assert main(["studies", "--storage", url, "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -50,6 +50,7 @@ __all__ = [
     "set_trial_origin",
     "set_warm_start",
     "stored_config",
+    "stored_seed",
     "trial_seed",
     "trial_worker",
     "warm_start",
@@ -138,6 +139,12 @@ def set_trial_origin(trial: optuna.Trial, seed: int) -> None:
     """Record the seed that reproduces ``trial``'s fit and the worker that runs it."""
     trial.set_user_attr(SEED, seed)
     trial.set_user_attr(WORKER, WORKER_ID)
+
+
+def stored_seed(trial: FrozenTrial) -> int | None:
+    """The seed stored on ``trial``, or ``None`` (a trial asked by another tool)."""
+    seed = trial.user_attrs.get(SEED)
+    return None if seed is None else int(seed)
 
 
 def trial_seed(trial: FrozenTrial, default: int) -> int:

@@ -17,7 +17,7 @@ from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig, study_identity
 from svmhpo.hpo.space import make_pruner, make_sampler
-from svmhpo.hpo.storage import mask_url, open_storage, resolve_storage_url, set_heartbeat
+from svmhpo.hpo.storage import artifact_dir, mask_url, open_storage, resolve_storage_url, set_heartbeat
 
 __all__ = [
     "FINISHED",
@@ -25,6 +25,7 @@ __all__ = [
     "best_trial",
     "count_trials",
     "create_study",
+    "delete_study",
     "load_study",
     "open_study",
     "study_config",
@@ -150,3 +151,25 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
             )
         records.set_budget(study, config.trials)
     return study
+
+
+def delete_study(name: str, url: str | None = None) -> int:
+    """Delete study ``name``, its trials, and the artifact files (saved models) it owns; return how many files.
+
+    Artifacts live in :func:`~svmhpo.hpo.storage.artifact_dir` beside the storage; files written
+    by another machine into its own folder are not reachable from here and stay there.
+    """
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+
+    url = resolve_storage_url(url)
+    study = open_study(name, url)  # one line if it does not exist
+    store_dir = artifact_dir(url)
+    removed = 0
+    if store_dir.is_dir():
+        store = FileSystemArtifactStore(str(store_dir))
+        for meta in get_all_artifact_meta(study):
+            if (store_dir / meta.artifact_id).exists():
+                store.remove(meta.artifact_id)
+                removed += 1
+    optuna.delete_study(study_name=name, storage=study._storage)  # the opened storage: no second pool
+    return removed

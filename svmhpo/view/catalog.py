@@ -14,7 +14,7 @@ from svmhpo.hpo import records
 from svmhpo.hpo.storage import open_storage
 from svmhpo.hpo.studies import best_trial, count_trials, open_study
 
-__all__ = ["best_summary", "list_studies", "summary", "write_study_report"]
+__all__ = ["best_summary", "list_studies", "list_trials", "summary", "write_study_report"]
 
 
 def summary(study: optuna.Study) -> dict[str, Any]:
@@ -60,6 +60,31 @@ def list_studies(url: str | None = None) -> list[dict[str, Any]]:
                 "budget": records.budget(s.user_attrs),
                 "best_val_acc": counts.best,
                 "test_acc": (records.final(s.user_attrs) or {}).get("test_acc"),
+            }
+        )
+    return rows
+
+
+def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
+    """Every trial of study ``name``: number, state, value, epochs run, parameters, seed, worker, times."""
+    study = open_study(name, url)
+    names = sorted({key for t in study.get_trials(deepcopy=False) for key in t.params})
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        done, start = t.datetime_complete, t.datetime_start
+        seconds = (done - start).total_seconds() if done and start else None
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "epochs": len(t.intermediate_values),
+                **{key: t.params.get(key) for key in names},
+                "seed": records.stored_seed(t),
+                "worker": records.trial_worker(t),
+                "started": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                "seconds": None if seconds is None else round(seconds, 3),
+                "diverged": records.diverged(t) is not None,
             }
         )
     return rows
