@@ -282,7 +282,7 @@ def _cmd_best(args: argparse.Namespace) -> ExitStatus:
 def _cmd_report(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import write_study_report
 
-    print(write_study_report(args.study_name, args.storage, args.out))
+    print(write_study_report(args.study_name, args.storage, args.out, plotlyjs=args.plotlyjs))
     return ExitStatus.OK
 
 
@@ -413,6 +413,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     report.add_argument("--storage", help=STORAGE_HELP)
     report.add_argument("--out", default="reports", help="output folder (default: %(default)s/)")
+    report.add_argument(
+        "--plotlyjs",
+        choices=("embed", "cdn"),
+        default="embed",
+        help="embed plotly.js, so the page works offline (default), or link it from its CDN for a small file",
+    )
 
     dash = command("dashboard", _cmd_dashboard, "serve optuna-dashboard on the study storage")
     dash.add_argument("--storage", help=STORAGE_HELP)

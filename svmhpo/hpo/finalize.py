@@ -13,7 +13,6 @@ hand-written SVM is seen next to the standard tool.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from svmhpo.svm.data import DeviceData
 from svmhpo.svm.persist import save_model, zip_model
 from svmhpo.svm.training import fit, held_out_metrics
 
-__all__ = ["MODEL_MEDIA_TYPE", "baseline", "file_safe", "finalize", "refit_best"]
+__all__ = ["MODEL_MEDIA_TYPE", "baseline", "finalize", "refit_best"]
 
 #: How a saved model's zip is served (the dashboard offers it as a download).
 MODEL_MEDIA_TYPE = "application/zip"
@@ -91,11 +90,6 @@ def baseline(config: StudyConfig, data: DeviceData) -> dict:
     }
 
 
-def file_safe(name: str) -> str:
-    """``name`` with everything but ASCII letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
-
-
 def _save_model(
     study: optuna.Study,
     trial: optuna.trial.FrozenTrial,
@@ -119,7 +113,7 @@ def _save_model(
             data=data.name,
             source={"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]},
         )
-        archive = zip_model(saved, Path(tmp) / f"{file_safe(study.study_name)}-trial{trial.number}-model.zip")
+        archive = zip_model(saved, Path(tmp) / f"{records.file_safe(study.study_name)}-trial{trial.number}-model.zip")
         # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
         # goes on the study, its file named after the trial it refits.
         artifact_id = upload_artifact(

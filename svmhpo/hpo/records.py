@@ -24,6 +24,7 @@ the trials the warm start enqueued). Optuna's retry callback writes the system a
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "baseline",
     "budget",
     "diverged",
+    "file_safe",
     "final",
     "is_warm_start",
     "mark_diverged",
@@ -83,6 +85,15 @@ Attrs = dict[str, Any]
 def _attrs(holder: optuna.Study | Attrs) -> Attrs:
     """User attributes of a study, or a mapping of them (a ``StudySummary``'s)."""
     return holder.user_attrs if isinstance(holder, optuna.Study) else holder
+
+
+def file_safe(name: str) -> str:
+    """A study name as part of a file name: all but ASCII letters, digits, ``.``, ``-``, ``_`` become ``_``.
+
+    Study names are free text (``a/b``, ``<script>``, non-ASCII); files named after them (the
+    model zip, the HTML report) must stay in their folder and be plain.
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
 
 
 # --- study ---------------------------------------------------------------------------------------

@@ -435,8 +435,8 @@ class BatchedSVMModule(pl.LightningModule):
         if not self.live:
             return
         x, y = batch
-        acc = (self.predict_members(x) == y).float().mean(dim=1)
-        self._val_acc = dict(zip(self.live, acc.tolist(), strict=True))
+        correct = (self.predict_members(x) == y).sum(dim=1).tolist()  # k/N exactly, as SVMModule logs it
+        self._val_acc = {member: k / len(y) for member, k in zip(self.live, correct, strict=True)}
 
     def member_state(self, member: int, *, averaged: bool = True) -> dict[str, Tensor]:
         """The weight and bias of a live member (ASGD: the averaged iterate), as a LinearSVM holds them."""

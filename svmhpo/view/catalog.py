@@ -90,8 +90,11 @@ def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def write_study_report(name: str, url: str | None = None, out_dir: str = "reports") -> str:
-    """Write the HTML report of study ``name`` into ``out_dir``; return its path."""
+def write_study_report(name: str, url: str | None = None, out_dir: str = "reports", *, plotlyjs: str = "embed") -> str:
+    """Write the HTML report of study ``name`` into ``out_dir``; return its path.
+
+    See :func:`~svmhpo.view.report.write_report` for ``plotlyjs``.
+    """
     from svmhpo.view.report import write_report
 
-    return str(write_report(open_study(name, url), out_dir))
+    return str(write_report(open_study(name, url), out_dir, plotlyjs=plotlyjs))

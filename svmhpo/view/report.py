@@ -1,18 +1,21 @@
 """``svmhpo report``: one self-contained HTML file of a study, readable offline.
 
-plotly.js is embedded once in the page (no CDN), followed by every panel of
-:func:`svmhpo.view.plots.study_panels` and the results table. Panels that cannot be drawn (one trial,
-all pruned, failed trials) are listed with the reason.
+plotly.js is embedded once in the page (no CDN; ``plotlyjs="cdn"`` links it instead, for a small
+file), followed by what the study is (data, split, search space, dates), the results table and
+every panel of :func:`svmhpo.view.plots.study_panels`. Panels that cannot be drawn (one trial,
+all pruned, failed trials) are listed with the reason. The file is named after the study in a
+file-safe form, and every name in the page is escaped.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 from pathlib import Path
 
 import optuna
 import plotly.io as pio
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from svmhpo.hpo import records
 from svmhpo.hpo.studies import count_trials
@@ -27,8 +30,38 @@ table { border-collapse: collapse; margin: 1rem 0; } td, th { border: 1px solid 
 """
 
 
-def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<study>.html`` and return its path."""
+def _about(study: optuna.Study) -> str:
+    """What the study is: its data and split, search space, epochs, sampler and pruner, and dates."""
+    config = records.stored_config(study) or {}
+    data, search, training = config.get("data", {}), config.get("search", {}), config.get("training", {})
+    trials = study.get_trials(deepcopy=False)
+    started = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+    rows = [
+        ("data", f"{data.get('source', '?')}, scaling {data.get('scaling', '?')}"),
+        (
+            "split",
+            f"{1 - data.get('val_size', 0) - data.get('test_size', 0):.0%} train, {data.get('val_size', 0):.0%} "
+            f"validation, {data.get('test_size', 0):.0%} test, stratified, seed {config.get('seed', '?')}",
+        ),
+        ("search space", "; ".join(f"{k} {v}" for k, v in search.items() if v)),
+        (
+            "training",
+            f"{training.get('epochs', '?')} epochs, batch {training.get('batch_size', '?')}, "
+            f"sampler {config.get('sampler', '?')}, pruner {config.get('pruner', '?')}",
+        ),
+        ("started", started.isoformat(sep=" ", timespec="seconds") if started else "-"),
+        ("report written", datetime.datetime.now().isoformat(sep=" ", timespec="seconds")),
+    ]
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "embed") -> Path:
+    """Write ``<out_dir>/<study, file-safe>.html`` and return its path.
+
+    ``plotlyjs`` is ``embed`` (the default: the page works offline, about 4.8 MB) or ``cdn``
+    (a few hundred kB; plotly.js is fetched from cdn.plot.ly when the page is opened).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = count_trials(study)
@@ -36,6 +69,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
         f"<h1>Study {html.escape(study.study_name)}</h1>",
         f"<p>{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed trials; "
         f"budget {records.budget(study) or '?'}.</p>",
+        _about(study),
         "<h2>Best trial, test result and baseline</h2>",
         results_table_html(study),
     ]
@@ -51,11 +85,16 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
     if missing:
         items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.reason or '')}</li>" for p in missing)
         parts.append(f'<section class="missing"><h2>Not plotted</h2><ul>{items}</ul></section>')
-    plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    if plotlyjs == "cdn":
+        plotly_js = (
+            f'<script src="https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js" charset="utf-8"></script>'
+        )
+    else:
+        plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>svmhpo: {html.escape(study.study_name)}</title>"
         f"<style>{_STYLE}</style>{plotly_js}</head><body>{''.join(parts)}</body></html>"
     )
-    path = out / f"{study.study_name}.html"
+    path = out / f"{records.file_safe(study.study_name)}.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -72,3 +73,26 @@ def test_report_with_all_trials_pruned_and_a_failed_one(tmp_path: Path) -> None:
     assert "No trial has completed yet" in page
     assert "Learning curves" in page and 'class="plotly-graph-div"' in page  # pruned curves still drawn
     assert "needs at least 1 complete trial(s), the study has 0" in page
+
+
+def test_an_odd_study_name_gives_a_safe_file_and_an_escaped_page(tmp_path: Path, noop_trainer, capsys) -> None:
+    name = "a/b <script>alert(1)</script> é"
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    assert main(["run", "--trials", "6", "--no-warm-start", "--study-name", name, "--storage", url, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--study-name", name, "--storage", url, "--out", str(tmp_path / "r")]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == tmp_path / "r" / "a_b_script_alert_1_script.html"
+    page = path.read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<th>split</th><td>72% train, 8% validation, 20% test, stratified, seed 0</td>" in page
+    assert "<th>data</th><td>digits, scaling standard</td>" in page
+    # the model zip is named the same safe way
+    assert main(["best", "--study-name", name, "--storage", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["final"]["model_file"].startswith("a_b_script_alert_1_script-trial")
+    # linked rather than embedded, plotly.js leaves the page small
+    cdn = ["report", "--study-name", name, "--storage", url, "--out", str(tmp_path / "c"), "--plotlyjs", "cdn"]
+    assert main(cdn) == 0
+    small = Path(capsys.readouterr().out.strip())
+    assert small.stat().st_size < 500_000 < path.stat().st_size
+    assert 'src="https://cdn.plot.ly/plotly-' in small.read_text()
