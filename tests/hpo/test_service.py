@@ -168,7 +168,11 @@ def _wait_for_running(url: str, name: str, timeout: float = 90) -> optuna.trial.
     while time.monotonic() < deadline:
         try:
             study = _study(url, name)
-            running = [t for t in study.trials if t.state == TrialState.RUNNING and t.number >= 1]
+            # inside a fit: it has reported an epoch (a batch's trials all have their parameters
+            # by then; a kill while a batch is being asked is the orphan case of test_batches)
+            running = [
+                t for t in study.trials if t.state == TrialState.RUNNING and t.number >= 1 and t.intermediate_values
+            ]
             if running:
                 return running[0]
         except (KeyError, optuna.exceptions.StorageInternalError):
