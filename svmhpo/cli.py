@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -473,6 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("svmhpo: interrupted", file=sys.stderr)
         return ExitStatus.INTERRUPTED
+    except BrokenPipeError:  # `svmhpo best --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return ExitStatus.OK
     except Exception:
         traceback.print_exc()
         print("svmhpo: internal error: this is a bug in svmhpo; the traceback above says where", file=sys.stderr)

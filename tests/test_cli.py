@@ -167,3 +167,17 @@ def test_studies_and_trials_in_every_format_and_delete(tmp_path, capsys: pytest.
     assert not any(p.exists() for p in artifacts)
     assert main(["studies", "--storage", url, "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_closed_pipe_is_not_an_error(small_study: tuple[str, str]) -> None:
+    """`svmhpo best --json | head -1`: the reader stops early; svmhpo exits 0 without a traceback."""
+    url, name = small_study
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "svmhpo", "best", "--study-name", name, "--storage", url, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before svmhpo writes anything
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert stderr == ""

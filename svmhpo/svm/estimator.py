@@ -98,7 +98,8 @@ class HingeSVC(ClassifierMixin, BaseEstimator):
         self._encoder = LabelEncoder().fit(y)
         self.classes_ = self._encoder.classes_
         if len(self.classes_) < 2:
-            raise ValueError(f"HingeSVC needs at least two classes; got {len(self.classes_)}")
+            # the wording scikit-learn's check_fit2d_1sample looks for ("1 class")
+            raise ValueError(f"HingeSVC needs at least two classes; got {len(self.classes_)} class")
         seed = 0 if self.random_state is None else int(self.random_state)
         module = build_module(
             self._params(), X.shape[1], len(self.classes_), n_train=len(X), batch_size=self.batch_size, seed=seed

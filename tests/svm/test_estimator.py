@@ -68,3 +68,16 @@ def test_unfitted_and_wrong_width_errors(xy) -> None:
     fitted = HingeSVC(epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         fitted.predict(X[:, :10])
+
+
+def test_scikit_learn_estimator_checks_pass() -> None:
+    """All of scikit-learn's estimator checks, check_fit2d_1sample's wording included."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(HingeSVC(), on_fail=None)
+    failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
+    assert not failed and len(results) >= 50
