@@ -294,6 +294,13 @@ def _cmd_dashboard(args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (naming the option and pointing at ``--help``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
 POSITIVE_INT = _checked(int, 1, True)
 POSITIVE_FLOAT = _checked(float, 0, False)
@@ -310,12 +317,12 @@ def _parser() -> argparse.ArgumentParser:
         f"{TrainingConfig.field('batch_trials').description} "
         f"(default: the config's [training] batch_trials, {TrainingConfig().batch_trials})"
     )
-    parser = argparse.ArgumentParser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
+    parser = _Parser(prog="svmhpo", description="Hyperparameter search for linear SVMs.")
     parser.add_argument("--debug", action="store_true", help=debug_help)
     parser.add_argument("--version", action="version", version=f"svmhpo {__version__}")
     common = argparse.ArgumentParser(add_help=False)  # --debug after the command too, not resetting it
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], ExitStatus], text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=[common])
@@ -331,7 +338,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--scaling", choices=SCALINGS, default=DEFAULT_SCALING, help="feature scaling (default: %(default)s)"
     )
-    train.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default: %(default)s)")
+    train.add_argument(
+        "--seed", type=_checked(int, 0, True), default=0, help="seed of the split and the fit (default: %(default)s)"
+    )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.add_argument(
         "--from-study",
@@ -385,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
         "--gpus", help="run one worker process per GPU: all, a count, or ids such as 0,1 (default: one process)"
     )
     worker.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
-    worker.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    worker.add_argument("--worker-index", type=_checked(int, 0, True), help=argparse.SUPPRESS)
     worker.add_argument("--quiet", action="store_true", help="no progress output and no summary")
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")

@@ -181,3 +181,57 @@ def test_a_closed_pipe_is_not_an_error(small_study: tuple[str, str]) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert stderr == ""
+
+
+def _bad_values(action) -> list[str]:
+    """Values the option must refuse: out-of-range and unparsable numbers, unknown choices."""
+    if action.choices is not None:
+        return ["nope"]
+    if getattr(action.type, "__name__", "") in ("int", "float"):
+        return ["abc", "-1000000"]
+    return []
+
+
+def test_every_bad_option_value_and_odd_name_is_one_line_and_leaves_the_study_intact(
+    tmp_path, noop_trainer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from svmhpo.cli import _parser
+
+    url = f"sqlite:///{tmp_path / 'walk.db'}"
+    assert main(["run", "--trials", "4", "--no-warm-start", "--study-name", "walk", "--storage", url, "--quiet"]) == 0
+    needed = {  # what each command needs besides the option under test
+        "predict": ["digits", "--study-name", "walk"],
+        "export": ["--study-name", "walk", "--out", str(tmp_path / "x")],
+        "worker": ["--study-name", "walk"],
+        "trials": ["--study-name", "walk"],
+        "delete": ["--study-name", "walk"],
+    }
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    tried = 0
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            for bad in _bad_values(action) if action.option_strings else []:
+                capsys.readouterr()
+                argv = [name, *needed.get(name, []), "--storage", url, action.option_strings[-1], bad]
+                assert main(argv) == ExitStatus.USAGE, argv
+                err = capsys.readouterr().err.strip().splitlines()
+                assert len(err) == 1 and err[0].startswith(f"svmhpo {name}: error: argument "), (argv, err)
+                tried += 1
+    assert tried >= 25
+    odd = "no/such <study> é"
+    for argv in (
+        ["best", "--study-name", odd],
+        ["trials", "--study-name", odd],
+        ["report", "--study-name", odd, "--out", str(tmp_path / "r")],
+        ["export", "--study-name", odd, "--out", str(tmp_path / "e")],
+        ["predict", "--study-name", odd, "digits"],
+        ["worker", "--study-name", odd],
+        ["delete", "--study-name", odd, "--yes"],
+    ):
+        assert main([*argv, "--storage", url]) == ExitStatus.USER_ERROR, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("svmhpo: error: ") and "no study named" in err[0], (argv, err)
+    assert main(["trials", "--study-name", "walk", "--storage", url, "-f", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4  # the study is intact
