@@ -144,7 +144,9 @@ def test_postgres_two_workers_share_one_study(pg_url: str, study_config, noop_tr
     name = f"pg-{uuid.uuid4().hex[:8]}"
     # trials long enough (0.4 s each) that both workers get some after their imports
     monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
-    config = study_config(name, trials=8, epochs=4, source="synthetic:2000x64x10", warm=False)
+    # one trial per fit, so that both workers get trials whatever their start-up times (a batch
+    # of 16 would let the first take the whole budget); batches across workers: test_compose_up
+    config = study_config(name, trials=8, epochs=4, source="synthetic:2000x64x10", warm=False, batch_trials=1)
     try:
         assert main(["run", "--config", str(config), "--storage", pg_url, "--jobs", "2", "--quiet"]) == 0
         study = _study(pg_url, name)
@@ -223,7 +225,7 @@ def test_three_workers_on_one_sqlite_file_never_lock(tmp_path: Path, study_confi
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     # trials long enough (0.3 s) that the workers overlap after their imports
     monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
-    config = study_config("shared", trials=15, epochs=3, warm=False, pruner="none")
+    config = study_config("shared", trials=15, epochs=3, warm=False, pruner="none", batch_trials=1)
     assert main(["run", "--config", str(config), "--storage", url, "--jobs", "3", "--quiet"]) == 0
     study = _study(url, "shared")
     assert 15 <= _finished(study) < 15 + 3
@@ -261,8 +263,10 @@ def test_one_worker_command_serves_several_gpus(tmp_path: Path, study_config, no
     from svmhpo.hpo.workers import visible_gpus
 
     url = f"sqlite:///{tmp_path / 'gpus.db'}"
-    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.1")
-    config = study_config("gpus", trials=10, epochs=3, warm=False, pruner="none")
+    # one trial per fit, ~1 s each: the second process gets trials even when the first starts
+    # seconds earlier on a loaded machine (a batch would take the whole budget at once)
+    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.3")
+    config = study_config("gpus", trials=10, epochs=3, warm=False, pruner="none", batch_trials=1)
     assert main(["init", "--config", str(config), "--storage", url]) == 0
     assert main(["worker", "--study-name", "gpus", "--storage", url, "--gpus", "0,1", "--quiet"]) == 0
     study = _study(url, "gpus")
