@@ -29,6 +29,8 @@ class Panel:
     title: str
     figure: go.Figure | None = None
     reason: str | None = None
+    #: What the reader needs to read the figure right (what it was computed on, what it means).
+    note: str | None = None
 
 
 def lr_finder_figure(curves: dict[str, dict]) -> go.Figure:
@@ -151,8 +153,24 @@ def _requires(study: optuna.Study, *, complete: int = 0, params: tuple[str, ...]
     return None
 
 
+def _importance_note(study: optuna.Study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    return (
+        f"Computed on the {complete} complete trials of {len(trials)} (pruned and failed trials do not count). "
+        "fANOVA fits a random forest to their values and gives each parameter's share of the variance; "
+        "PED-ANOVA compares each parameter's distribution among the best trials with all of them. "
+        "With few complete trials, or when one parameter decides which trials complete at all, the two "
+        "can disagree sharply: read them as two views of the same few trials, not as a measurement."
+    )
+
+
 def study_panels(study: optuna.Study) -> list[Panel]:
-    """Every panel of the report; a panel that cannot be drawn says why instead of failing."""
+    """Every panel of the report; a panel that cannot be drawn says why instead of failing.
+
+    Figures take their container's width (Optuna's slice plot asks for 300 px per parameter,
+    which overflowed the page).
+    """
     vis = optuna.visualization
     specs: list[tuple[str, Callable[[optuna.Study], go.Figure], str | None]] = [
         ("Optimization history", vis.plot_optimization_history, _requires(study, complete=1)),
@@ -179,7 +197,10 @@ def study_panels(study: optuna.Study) -> list[Panel]:
             panels.append(Panel(title, reason=missing))
             continue
         try:
-            panels.append(Panel(title, figure=draw(study)))
+            figure = draw(study)
+            figure.update_layout(width=None, autosize=True)
+            note = _importance_note(study) if title.startswith("Importances") else None
+            panels.append(Panel(title, figure=figure, note=note))
         except Exception as exc:  # one failing plot must not lose the others
             panels.append(Panel(title, reason=f"{exc.__class__.__name__}: {exc}".splitlines()[0]))
     curves = records.warm_start(study)

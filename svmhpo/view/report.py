@@ -26,7 +26,7 @@ __all__ = ["write_report"]
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0; } td, th { border: 1px solid #ccc; padding: .3rem .6rem; }
-.missing { color: #a33; } section { margin-bottom: 2rem; }
+.missing { color: #a33; } section { margin-bottom: 2rem; } .note { color: #555; max-width: 60rem; }
 """
 
 
@@ -81,7 +81,8 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "e
         div = pio.to_html(
             panel.figure, full_html=False, include_plotlyjs=False, div_id=f"plot-{i}", default_width="100%"
         )
-        parts.append(f"<section><h2>{html.escape(panel.title)}</h2>{div}</section>")
+        note = f'<p class="note">{html.escape(panel.note)}</p>' if panel.note else ""
+        parts.append(f"<section><h2>{html.escape(panel.title)}</h2>{note}{div}</section>")
     if missing:
         items = "".join(f"<li><b>{html.escape(p.title)}</b>: {html.escape(p.reason or '')}</li>" for p in missing)
         parts.append(f'<section class="missing"><h2>Not plotted</h2><ul>{items}</ul></section>')

@@ -96,3 +96,15 @@ def test_an_odd_study_name_gives_a_safe_file_and_an_escaped_page(tmp_path: Path,
     small = Path(capsys.readouterr().out.strip())
     assert small.stat().st_size < 500_000 < path.stat().st_size
     assert 'src="https://cdn.plot.ly/plotly-' in small.read_text()
+
+
+def test_figures_fit_the_page_and_importances_say_what_they_rest_on(small_study: tuple[str, str]) -> None:
+    from svmhpo.view.plots import study_panels
+
+    url, name = small_study
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    panels = {p.title: p for p in study_panels(study)}
+    assert panels["Slices"].figure is not None and panels["Slices"].figure.layout.width is None  # no 1,500 px slices
+    complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    for title in ("Importances (fANOVA)", "Importances (PED-ANOVA)"):
+        assert f"Computed on the {complete} complete trials of {len(study.trials)}" in panels[title].note
