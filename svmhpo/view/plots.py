@@ -55,12 +55,18 @@ def lr_finder_figure(curves: dict[str, dict]) -> go.Figure:
         suggestion = curve.get("lightning_suggestion")
         if suggestion:
             fig.add_vline(x=suggestion, line_dash="dot", line_color="grey", opacity=0.4)
+    # A short title that fits a dashboard card, the key in a subtitle line, and the legend below
+    # the plot: at the right it squeezed the curves, and the long title was cut off.
     fig.update_layout(
-        title="LR finder (warm start): smoothed loss per optimizer; stars = picked rates, "
-        "dotted = Lightning's suggestion()",
+        title={
+            "text": "LR finder (warm start)<br><sup>smoothed loss per optimizer; ★ picked rate, "
+            "dotted: Lightning's suggestion()</sup>"
+        },
         xaxis_title="learning rate",
         yaxis_title="smoothed training loss",
         xaxis_type="log",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+        margin={"t": 80},
     )
     return fig
 
