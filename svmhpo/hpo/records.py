@@ -5,14 +5,23 @@ command line and by optuna-dashboard, so what it holds is a format. This module 
 every attribute name is defined here, and the rest of the package reads and writes through these
 functions instead of spelling the names.
 
-Study user attributes:
+Study user attributes are what a person reads, in ``optuna studies``, in the dashboard's "Study
+User Attributes" and in ``svmhpo studies``, so each is a line or two:
 
-- ``config``: the :class:`~svmhpo.hpo.config.StudyConfig` the study was created with (its
-  ``trials`` is the budget);
 - ``metric``: the optimised metric's name, :data:`METRIC`;
-- ``warm_start``: the LR-finder curves and picked rates, by optimizer;
+- ``budget``: the trial budget (finished trials over every worker and run), which may change;
+- ``data``: the data set's name;
+- ``warm_start``: the learning rate the LR finder picked, by optimizer;
 - ``final``: the best trial refit on train+validation and scored once on the test set;
 - ``baseline``: scikit-learn's ``LinearSVC`` on the same split.
+
+Study system attributes hold what machines read and no person wants printed:
+
+- ``svmhpo:config``: the :class:`~svmhpo.hpo.config.StudyConfig` the study was created with;
+- ``svmhpo:lr_finder``: the LR-finder curves (about 17 kB of JSON), by optimizer.
+
+Studies written by svmhpo 0.1.0 before this layout (config and curves as user attributes) are
+still read.
 
 Trial user attributes: ``seed`` (which reproduces the fit), ``worker`` (the process that ran it),
 ``diverged`` (the reason, on trials pruned for a NaN/inf loss), ``fail_reason`` (on a batch
@@ -42,6 +51,7 @@ __all__ = [
     "file_safe",
     "final",
     "is_warm_start",
+    "lr_finder_curves",
     "mark_diverged",
     "retried_from",
     "set_baseline",
@@ -64,11 +74,17 @@ METRIC = VAL_ACC
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # study user attributes
-CONFIG = "config"
 METRIC_NAME = "metric"
+BUDGET = "budget"
+DATA = "data"
 WARM_START = "warm_start"
 FINAL = "final"
 BASELINE = "baseline"
+# study system attributes
+CONFIG = "svmhpo:config"
+LR_FINDER = "svmhpo:lr_finder"
+# the user attributes of the first layout
+OLD_CONFIG = "config"
 # trial user attributes
 SEED = "seed"
 WORKER = "worker"
@@ -87,6 +103,15 @@ def _attrs(holder: optuna.Study | Attrs) -> Attrs:
     return holder.user_attrs if isinstance(holder, optuna.Study) else holder
 
 
+def _system_attrs(study: optuna.Study) -> Attrs:
+    # Optuna 4 dropped ``Study.system_attrs``; its storage API is the public way to them.
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def _set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
 def file_safe(name: str) -> str:
     """A study name as part of a file name: all but ASCII letters, digits, ``.``, ``-``, ``_`` become ``_``.
 
@@ -97,34 +122,55 @@ def file_safe(name: str) -> str:
 
 
 # --- study ---------------------------------------------------------------------------------------
-def stored_config(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
-    """The stored config in its JSON form, or ``None`` on a study svmhpo did not create."""
-    return _attrs(holder).get(CONFIG)
+def stored_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The stored config in its JSON form with the current budget, or ``None`` on a study svmhpo did not create."""
+    config = _system_attrs(study).get(CONFIG) or study.user_attrs.get(OLD_CONFIG)
+    if config is None:
+        return None
+    trials = study.user_attrs.get(BUDGET)
+    return config if trials is None else dict(config, trials=trials)
 
 
 def set_config(study: optuna.Study, config: dict[str, Any]) -> None:
-    """Record the config (JSON form) and the metric on a new study."""
-    study.set_user_attr(CONFIG, config)
+    """Record the config (JSON form), its budget, its data set's name and the metric on a new study."""
+    _set_system_attr(study, CONFIG, config)
     study.set_user_attr(METRIC_NAME, METRIC)
+    study.set_user_attr(DATA, (config.get("data") or {}).get("source"))
+    study.set_user_attr(BUDGET, config.get("trials"))
 
 
 def budget(holder: optuna.Study | Attrs) -> int | None:
     """The study's trial budget: finished (complete + pruned) trials over every worker and run."""
-    return (stored_config(holder) or {}).get("trials")
+    attrs = _attrs(holder)
+    return attrs.get(BUDGET, (attrs.get(OLD_CONFIG) or {}).get("trials"))
 
 
 def set_budget(study: optuna.Study, trials: int) -> None:
-    """Change the stored budget, the one part of a stored config that may change."""
-    study.set_user_attr(CONFIG, dict(stored_config(study) or {}, trials=trials))
+    """Change the budget, the one part of a stored config that may change."""
+    study.set_user_attr(BUDGET, trials)
 
 
-def warm_start(holder: optuna.Study | Attrs) -> dict[str, dict] | None:
+def warm_start(holder: optuna.Study | Attrs) -> dict[str, float] | None:
+    """The learning rate the LR finder picked, by optimizer, or ``None`` before the warm start ran."""
+    picked = _attrs(holder).get(WARM_START)
+    if picked is None:
+        return None
+    return {k: v["chosen_lr"] if isinstance(v, dict) else v for k, v in picked.items()}
+
+
+def lr_finder_curves(study: optuna.Study) -> dict[str, dict] | None:
     """The LR-finder curves by optimizer (``lr``, ``loss``, ``chosen_lr``, ``lightning_suggestion``)."""
-    return _attrs(holder).get(WARM_START)
+    curves = _system_attrs(study).get(LR_FINDER)
+    if curves is None:
+        old = study.user_attrs.get(WARM_START)
+        curves = old if old and all(isinstance(v, dict) for v in old.values()) else None
+    return curves
 
 
 def set_warm_start(study: optuna.Study, curves: dict[str, dict]) -> None:
-    study.set_user_attr(WARM_START, curves)
+    """Record the LR-finder curves (system attribute) and the rates they gave (user attribute)."""
+    _set_system_attr(study, LR_FINDER, curves)
+    study.set_user_attr(WARM_START, {k: v["chosen_lr"] for k, v in curves.items()})
 
 
 def final(holder: optuna.Study | Attrs) -> dict[str, Any] | None:

@@ -131,9 +131,9 @@ def enqueue_warm_start(study: optuna.Study, curves: dict[str, dict], config: Stu
 def run_warm_start(study: optuna.Study, data: DeviceData, config: StudyConfig) -> dict[str, dict]:
     """Run the finder once per optimizer unless the study already holds the curves; enqueue the picks.
 
-    Returns the curves by optimizer (as stored in the study's ``warm_start`` user attribute).
+    Returns the curves by optimizer (as :func:`~svmhpo.hpo.records.lr_finder_curves` reads them).
     """
-    stored = records.warm_start(study)
+    stored = records.lr_finder_curves(study)
     if stored:
         return stored
     curves = {name: find_lr(data, name, config).as_dict() for name in config.search.optimizer}

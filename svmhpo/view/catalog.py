@@ -35,7 +35,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
         "final": records.final(attrs),
         "baseline": records.baseline(attrs),
-        "warm_start": {k: v.get("chosen_lr") for k, v in (records.warm_start(attrs) or {}).items()},
+        "warm_start": records.warm_start(attrs) or {},
     }
 
 

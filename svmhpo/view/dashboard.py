@@ -26,7 +26,7 @@ LR_FINDER_GRAPH_ID = "lr-finder"
 def publish(study: optuna.Study) -> None:
     """Write the study note and the LR-finder graph for the dashboard (idempotent)."""
     study.set_metric_names([records.METRIC])
-    curves = records.warm_start(study)
+    curves = records.lr_finder_curves(study)
     if curves:
         optuna_dashboard.save_plotly_graph_object(study, lr_finder_figure(curves), graph_object_id=LR_FINDER_GRAPH_ID)
     optuna_dashboard.save_note(study, results_markdown(study))

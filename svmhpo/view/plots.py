@@ -122,7 +122,7 @@ def results_markdown(study: optuna.Study) -> str:
     final = records.final(study)
     if final:
         lines += ["", f"Model: artifact `{final['model_artifact_id']}` ({final['model_path']})."]
-    curves = records.warm_start(study)
+    curves = records.lr_finder_curves(study)
     if curves:
         lines += [
             "",
@@ -209,7 +209,7 @@ def study_panels(study: optuna.Study) -> list[Panel]:
             panels.append(Panel(title, figure=figure, note=note))
         except Exception as exc:  # one failing plot must not lose the others
             panels.append(Panel(title, reason=f"{exc.__class__.__name__}: {exc}".splitlines()[0]))
-    curves = records.warm_start(study)
+    curves = records.lr_finder_curves(study)
     if curves:
         panels.append(Panel("LR finder (warm start)", figure=lr_finder_figure(curves)))
     else:

@@ -20,6 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from svmhpo.cli import ExitStatus, main
+from svmhpo.hpo import records
 from svmhpo.hpo.config import load_config
 from svmhpo.hpo.service import run_study
 from svmhpo.hpo.space import decode
@@ -45,8 +46,18 @@ def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path,
     study = _study(url, "real")
     assert _finished(study) == 6
     assert set(study.user_attrs["warm_start"]) == {"sgd", "asgd", "adam", "adamw"}
+    assert set(records.lr_finder_curves(study)) == {"sgd", "asgd", "adam", "adamw"}
     warm = [t for t in study.trials if t.user_attrs.get("source") == "warm_start"]
     assert [t.number for t in warm] == [0, 1, 2, 3]  # the warm-start rates ran first
+    # what a person reads stays human-sized: the curves and the config are system attributes
+    assert {k: len(json.dumps(v)) < 600 for k, v in study.user_attrs.items()} == dict.fromkeys(
+        ["metric", "budget", "data", "warm_start", "final", "baseline"], True
+    )
+    listing = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "real" in listing and max(map(len, listing.splitlines())) < 1500
     for t in study.get_trials(states=(TrialState.COMPLETE,)):
         assert len(t.intermediate_values) == 3  # val_acc reported every epoch
         assert t.user_attrs["seed"] == 0  # the batch's seed: config seed + its first trial's number
@@ -289,7 +300,7 @@ def test_a_budget_below_the_finished_trials_is_refused(tmp_path: Path, study_con
     assert err == (
         "svmhpo: error: study 'shrink' already has 6 finished trials; a budget of 4 is below that (give 6 or more)"
     )
-    assert _study(url, "shrink").user_attrs["config"]["trials"] == 6  # the stored budget is untouched
+    assert records.budget(_study(url, "shrink")) == 6  # the stored budget is untouched
 
 
 def test_a_run_whose_data_cannot_load_leaves_no_study(tmp_path: Path, study_config, capsys) -> None:

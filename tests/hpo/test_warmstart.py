@@ -44,7 +44,8 @@ def test_warm_start_is_stored_enqueued_and_reused(digits: DeviceData, tmp_path) 
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), direction="maximize")
     curves = run_warm_start(study, digits, config)
     assert set(curves) == {"sgd", "asgd", "adam", "adamw"}
-    assert study.user_attrs[records.WARM_START] == curves
+    assert records.lr_finder_curves(study) == curves
+    assert study.user_attrs[records.WARM_START] == {k: c["chosen_lr"] for k, c in curves.items()}
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     fixed = [t.system_attrs["fixed_params"] for t in waiting]  # enqueued, not yet run
     assert sorted(p["optimizer"] for p in fixed) == ["adam", "adamw", "asgd", "sgd"]
