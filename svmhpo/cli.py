@@ -168,8 +168,9 @@ def _print_summary(result: dict, as_json: bool) -> None:
     if best is None:
         print("no trial completed yet")
         return
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
-    print(f"best trial {best['trial']}: val_acc {best['val_acc']:.4f}  ({params})")
+    from svmhpo.view.tables import params_text
+
+    print(f"best trial {best['trial']}: val_acc {best['val_acc']:.4f}  ({params_text(best['params'])})")
     final, base = result.get("final"), result.get("baseline")
     if final:
         print(
@@ -189,7 +190,7 @@ def _cmd_run(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.progress import StudyProgress
 
     config = _config(args)
-    progress = StudyProgress(config.trials, mode="off" if args.quiet else None)
+    progress = StudyProgress(config.trials, mode="off" if args.quiet else None, verbose=args.verbose)
     try:
         result = run_study(
             config,
@@ -199,6 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> ExitStatus:
             warm=not args.no_warm_start,
             on_progress=progress,
             on_event=progress.phase,
+            on_trial=progress.trial,
         )
     finally:
         progress.close()
@@ -223,7 +225,7 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.progress import StudyProgress
 
     budget = 0 if args.quiet else best_summary(args.study_name, args.storage)["budget"]
-    progress = StudyProgress(budget, mode="off" if args.quiet else None)
+    progress = StudyProgress(budget, mode="off" if args.quiet else None, verbose=args.verbose)
     try:
         result = run_worker(
             args.study_name,
@@ -234,6 +236,7 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
             batch_trials=args.batch_trials,
             on_progress=progress,
             on_event=progress.phase,
+            on_trial=progress.trial,
         )
     finally:
         progress.close()
@@ -304,6 +307,14 @@ class _Parser(argparse.ArgumentParser):
 STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
 POSITIVE_INT = _checked(int, 1, True)
 POSITIVE_FLOAT = _checked(float, 0, False)
+
+
+def _output_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
+    """``--quiet`` and ``-v``, which exclude each other."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", action="store_true", help=quiet_help)
+    verbose_help = "also one line per finished trial: state, value, parameters, worker"
+    group.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -384,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")
             p.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
             p.add_argument("--json", action="store_true", help="print the result as JSON")
-            p.add_argument("--quiet", action="store_true", help="no progress output")
+            _output_options(p, "no progress output")
 
     worker = command("worker", _cmd_worker, "join an existing study and run trials until its budget is met")
     worker.add_argument("--study-name", required=True, help="the study to join")
@@ -395,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
     worker.add_argument("--worker-index", type=_checked(int, 0, True), help=argparse.SUPPRESS)
-    worker.add_argument("--quiet", action="store_true", help="no progress output and no summary")
+    _output_options(worker, "no progress output and no summary")
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")
     studies.add_argument("--storage", help=STORAGE_HELP)

@@ -152,7 +152,7 @@ def install_noop_trainer(epoch_seconds: float = 0.0) -> None:
 
     Objective.default_fit = staticmethod(NoOpTrainer(epoch_seconds))
     BatchObjective.default_fit = staticmethod(NoOpBatchTrainer(epoch_seconds))
-    workers.WORKER_MODULE = __name__
+    workers.WORKER_MODULE = "svmhpo.testing"  # not __name__, which is __main__ under `python -m`
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,10 @@ def test_usage_errors_and_user_errors_have_distinct_statuses(capsys: pytest.Capt
     assert main(["dashboard", "--port", "99999"]) == ExitStatus.USAGE
     assert main(["run", "--trials", "many"]) == ExitStatus.USAGE
     assert "expected an integer, got 'many'" in capsys.readouterr().err
+    assert main(["worker", "--study-name", "s", "--quiet", "-v"]) == ExitStatus.USAGE
+    assert capsys.readouterr().err == (
+        "svmhpo worker: error: argument -v/--verbose: not allowed with argument --quiet (see svmhpo worker --help)\n"
+    )
     # a missing file is the user's to fix: one line, its own status
     assert main(["train", "--data", "/nonexistent/x.npz"]) == ExitStatus.USER_ERROR
     assert capsys.readouterr().err == "svmhpo: error: /nonexistent/x.npz: no such file\n"

@@ -80,3 +80,70 @@ def test_a_terminal_shows_a_bar_with_the_phases_above_it(tmp_path: Path, study_c
     assert "warm start: picked lr sgd " in term.text
     assert "40/40" in term.text and "trial/s" in term.text  # tqdm's bar
     assert "trials 40/40: " not in term.text  # no plain count lines in a terminal
+
+
+def test_a_trial_line_says_state_value_epochs_parameters_and_worker() -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from svmhpo.view.progress import trial_line
+
+    space = {"lr": FloatDistribution(1e-4, 3.0, log=True)}
+
+    def made(state: TrialState, values: dict[int, float], **attrs) -> str:
+        value = values[max(values)] if state == TrialState.COMPLETE else None
+        trial = create_trial(
+            state=state, value=value, params={"lr": 0.25}, distributions=space,
+            intermediate_values=values, user_attrs={"worker": "host:7", **attrs},
+        )  # fmt: skip
+        trial.number = 7
+        return trial_line(trial)
+
+    assert made(TrialState.COMPLETE, {0: 0.5, 1: 0.75}) == (
+        "trial 7 complete, val_acc 0.7500 after 2 epochs: lr=0.25; worker host:7"
+    )
+    assert made(TrialState.PRUNED, {0: 0.5}) == "trial 7 pruned after 1 epochs, val_acc 0.5000: lr=0.25; worker host:7"
+    assert made(TrialState.PRUNED, {}, diverged="loss became nan") == (
+        "trial 7 pruned, diverged (loss became nan): lr=0.25; worker host:7"
+    )
+    assert made(TrialState.FAIL, {}, fail_reason="RuntimeError('boom')") == (
+        "trial 7 fail (RuntimeError('boom')): lr=0.25; worker host:7"
+    )
+
+
+def _trial_lines(text: str) -> list[int]:
+    return sorted(int(line.split()[1]) for line in text.splitlines() if line.startswith("trial "))
+
+
+def _done_since(url: str, first: int) -> list[int]:
+    import optuna
+
+    from svmhpo.hpo.storage import open_storage
+
+    study = optuna.load_study(study_name="verbose", storage=open_storage(url))
+    return [t.number for t in study.trials if t.number >= first and t.state.is_finished()]
+
+
+def test_verbose_prints_each_finished_trial_once_in_process_in_workers_and_in_a_terminal(
+    tmp_path: Path, study_config, terminal
+) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    config = study_config("verbose", trials=20, epochs=4, warm=False)
+    run = subprocess.run(
+        [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "-v"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert _trial_lines(run.stderr) == list(range(20))
+    # local worker processes: the parent prints what they finished, each trial once
+    jobs = subprocess.run(
+        [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--trials", "30", "--jobs", "2", "-v"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert jobs.returncode == 0, jobs.stderr
+    assert _trial_lines(jobs.stderr) == _done_since(url, 20)  # side by side, workers may overshoot by one each
+    before = len(_done_since(url, 0))
+    args = ["run", "--config", str(config), "--storage", url, "--trials", "36", "-v"]
+    term = terminal(args, _env(tmp_path), module="svmhpo.testing")
+    assert term.wait() == 0, term.text
+    assert "36/36" in term.text and _trial_lines(term.text.replace("\r", "\n")) == _done_since(url, before)

@@ -103,18 +103,24 @@ class MemberPruning(pl.Callback):
     ``PyTorchLightningPruningCallback``, which reports it and asks the pruner; that callback
     stops a single-trial fit by raising ``TrialPruned``, which here stops that member alone
     and tells its trial PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
-    ``diverged`` as soon as the batch notices. What is told is kept in :attr:`told`.
+    ``diverged`` as soon as the batch notices. What is told is kept in :attr:`told` and passed
+    to ``on_told`` at once.
     """
 
-    def __init__(self, study: optuna.Study, members: list[Member]) -> None:
+    def __init__(
+        self, study: optuna.Study, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
+    ) -> None:
         self.study = study
         self.members = members
+        self.on_told = on_told
         self.callbacks = [PyTorchLightningPruningCallback(m.trial, monitor=records.METRIC) for m in members]
         self.told: dict[int, FrozenTrial] = {}
 
     def tell(self, member: int, state: TrialState | None = None, value: float | None = None) -> None:
         trial = self.members[member].trial
         self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
+        if self.on_told is not None:
+            self.on_told(self.told[member])
 
     def _tell_diverged(self, module: MemberFit) -> None:
         for member, reason in module.take_diverged().items():
@@ -210,14 +216,19 @@ class BatchObjective:
             raise
         return members
 
-    def run(self, study: optuna.Study, members: list[Member]) -> list[FrozenTrial]:
-        """Train and tell every member; return the told trials in the members' order."""
+    def run(
+        self, study: optuna.Study, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
+    ) -> list[FrozenTrial]:
+        """Train and tell every member; return the told trials in the members' order.
+
+        ``on_told`` gets each trial as it is told: a pruned member while the others still train.
+        """
         seed = self.config.seed + members[0].trial.number
         told: dict[int, FrozenTrial] = {}
         by_batch_size = itertools.groupby(sorted(members, key=lambda m: m.batch_size), key=lambda m: m.batch_size)
         for batch_size, group in by_batch_size:
             group = list(group)
-            pruning = MemberPruning(study, group)
+            pruning = MemberPruning(study, group, on_told)
             try:
                 module, _ = self.fit_fn(
                     [m.params for m in group],

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
@@ -45,9 +45,12 @@ def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceDat
 class _StopWhen:
     """Optuna callback: stop at the budget (one trial count per trial), or after repeated failures."""
 
-    def __init__(self, budget: int, on_trial: Callable[[Counts], None] | None) -> None:
+    def __init__(
+        self, budget: int, on_counts: Callable[[Counts], None] | None, on_finished: Callable[[FrozenTrial], None] | None
+    ) -> None:
         self.budget = budget
-        self.on_trial = on_trial
+        self.on_counts = on_counts
+        self.on_finished = on_finished
         self.consecutive_failures = 0
         self.last_error: str | None = None
 
@@ -57,9 +60,11 @@ class _StopWhen:
             self.last_error = records.fail_reason(trial) or self.last_error
         else:
             self.consecutive_failures = 0
+        if self.on_finished is not None:
+            self.on_finished(trial)
         counts = count_trials(study)
-        if self.on_trial is not None:
-            self.on_trial(counts)
+        if self.on_counts is not None:
+            self.on_counts(counts)
         if counts.finished >= self.budget or self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             study.stop()
 
@@ -69,17 +74,21 @@ def run_trials(
     objective: Objective | BatchObjective,
     *,
     timeout: float | None = None,
-    on_trial: Callable[[Counts], None] | None = None,
+    on_counts: Callable[[Counts], None] | None = None,
+    on_finished: Callable[[FrozenTrial], None] | None = None,
 ) -> Counts:
     """Run ``objective`` in this process until the study holds its config's budget of finished trials.
+
+    ``on_counts`` gets the study's counts as trials finish; ``on_finished`` each trial this
+    process finished (complete, pruned or failed), once.
 
     Stale trials of dead workers are failed and re-queued by the storage's heartbeat callback
     when this process starts a trial or a batch. Returns the final counts.
     """
     if isinstance(objective, BatchObjective):
-        return _run_batches(study, objective, timeout=timeout, on_trial=on_trial)
+        return _run_batches(study, objective, timeout=timeout, on_counts=on_counts, on_finished=on_finished)
     config = objective.config
-    stopper = _StopWhen(config.trials, on_trial)
+    stopper = _StopWhen(config.trials, on_counts, on_finished)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         counts = count_trials(study)
@@ -110,7 +119,8 @@ def _run_batches(
     objective: BatchObjective,
     *,
     timeout: float | None,
-    on_trial: Callable[[Counts], None] | None,
+    on_counts: Callable[[Counts], None] | None,
+    on_finished: Callable[[FrozenTrial], None] | None,
 ) -> Counts:
     """The batched trial loop: ask up to ``batch_trials`` trials, train them as one fit, repeat.
 
@@ -127,8 +137,8 @@ def _run_batches(
     while True:
         optuna.storages.fail_stale_trials(study)
         counts = count_trials(study)
-        if on_trial is not None:
-            on_trial(counts)
+        if on_counts is not None:
+            on_counts(counts)
         if counts.finished >= config.trials:
             return counts
         if failures >= MAX_CONSECUTIVE_FAILURES:
@@ -147,7 +157,7 @@ def _run_batches(
         shared = objective.worker or counts.running > 0
         with heartbeats(study) as beats:
             members = objective.ask(study, min(objective.batch_trials, left), shared=shared, on_ask=beats.add)
-            told = objective.run(study, members)
+            told = objective.run(study, members, on_told=on_finished)
         for trial in told:
             if trial.state == TrialState.FAIL:
                 failures += 1

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
@@ -92,10 +92,12 @@ def run_study(
     warm: bool = True,
     on_progress: Callable[[Counts], None] | None = None,
     on_event: OnEvent | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
 ) -> dict[str, Any]:
     """Create or continue the study, fill its budget with ``jobs`` workers, then finalize it.
 
-    ``on_progress`` gets the study's counts as trials finish, ``on_event`` a line per phase.
+    ``on_progress`` gets the study's counts as trials finish, ``on_event`` a line per phase,
+    ``on_trial`` every trial that finishes while it runs.
     Returns :func:`~svmhpo.view.catalog.summary` of the study.
     """
     if jobs < 1:
@@ -112,7 +114,7 @@ def run_study(
     _say(on_event, _trials_line(study, config, "in this process" if jobs == 1 else f"in {jobs} worker processes"))
     if jobs == 1:
         objective = make_objective(config, data, worker=False)
-        counts = run_trials(study, objective, timeout=timeout, on_trial=on_progress)
+        counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     else:
         codes = run_workers(
             study.study_name,
@@ -120,6 +122,7 @@ def run_study(
             jobs,
             timeout=timeout,
             on_poll=on_progress,
+            on_trial=on_trial,
             batch_trials=config.training.batch_trials,
         )
         counts = count_trials(study)
@@ -173,6 +176,7 @@ def run_worker(
     batch_trials: int | None = None,
     on_progress: Callable[[Counts], None] | None = None,
     on_event: OnEvent | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
 ) -> dict[str, Any]:
     """Join an existing study and run trials until its budget is met; finalize if nobody has.
 
@@ -192,6 +196,7 @@ def run_worker(
             devices=devices,
             timeout=timeout,
             on_poll=on_progress,
+            on_trial=on_trial,
             batch_trials=batch_trials,
         )
         if any(codes):
@@ -204,7 +209,8 @@ def run_worker(
     data = load_study_data(config)
     _say(on_event, _data_line(data))
     _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
-    counts = run_trials(study, make_objective(config, data, worker=True), timeout=timeout, on_trial=on_progress)
+    objective = make_objective(config, data, worker=True)
+    counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
         _finalize(study, config, data, url, on_event)
     return summary(study)

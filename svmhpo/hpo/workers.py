@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo.storage import open_storage
@@ -22,6 +23,7 @@ __all__ = ["WORKER_MODULE", "run_workers", "visible_gpus"]
 
 #: The module the workers run as ``python -m``; :mod:`svmhpo.testing` swaps in its own.
 WORKER_MODULE = "svmhpo"
+_DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def visible_gpus(spec: str) -> list[str]:
@@ -57,6 +59,7 @@ def run_workers(
     devices: list[str] | None = None,
     timeout: float | None = None,
     on_poll: Callable[[Counts], None] | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
     poll_s: float = 1.0,
     batch_trials: int | None = None,
 ) -> list[int]:
@@ -64,7 +67,8 @@ def run_workers(
 
     Each gets a share of the CPU threads and its own sampler seed; with ``devices`` (one GPU id
     per process) each sees only its own GPU. ``batch_trials`` overrides the study's for each
-    worker. Returns their exit codes.
+    worker. ``on_poll`` gets the study's counts every ``poll_s`` seconds, ``on_trial`` each trial
+    that finished since the last poll. Returns their exit codes.
     """
     if devices is not None and len(devices) != jobs:
         raise ValueError(f"{jobs} workers but {len(devices)} devices")
@@ -83,10 +87,20 @@ def run_workers(
         for i in range(jobs)
     ]
     study = optuna.load_study(study_name=name, storage=open_storage(url))
+    seen = {t.number for t in study.get_trials(deepcopy=False, states=_DONE)}
+
+    def poll() -> None:
+        if on_trial is not None:
+            for t in study.get_trials(deepcopy=False, states=_DONE):
+                if t.number not in seen:
+                    seen.add(t.number)
+                    on_trial(t)
+        if on_poll is not None:
+            on_poll(count_trials(study))
+
     try:
         while any(p.poll() is None for p in procs):
-            if on_poll is not None:
-                on_poll(count_trials(study))
+            poll()
             time.sleep(poll_s)
     except KeyboardInterrupt:
         for p in procs:
@@ -95,6 +109,5 @@ def run_workers(
     finally:
         for p in procs:
             p.wait()
-    if on_poll is not None:
-        on_poll(count_trials(study))
+    poll()
     return [p.returncode for p in procs]

@@ -18,6 +18,7 @@ from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvalu
 from optuna.trial import TrialState
 
 from svmhpo.hpo import records
+from svmhpo.view.tables import params_text
 
 __all__ = ["Panel", "lr_finder_figure", "results_markdown", "results_table_html", "study_panels"]
 
@@ -79,7 +80,7 @@ def _rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
     final = records.final(attrs)
     if complete:
         best = study.best_trial
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        params = params_text(best.params)
         test = (
             f"{final['test_acc']:.4f} (F1 {final['test_f1']:.4f})"
             if final and final["trial"] == best.number

@@ -4,7 +4,8 @@ In a terminal a tqdm bar is redrawn, with each phase (data loaded, the warm star
 trials, the refit) printed above it. Without one (piped, a CI log, ``docker compose logs``) the
 same phases are plain lines, and the counts are one plain line every ``interval`` seconds and at
 the end. The rate and ETA count trials from the first progress report, so the warm start does
-not skew them. ``--quiet`` turns it all off.
+not skew them. ``-v`` adds one line per finished trial (number, state, value, epochs, parameters,
+worker) in either mode. ``--quiet`` turns it all off.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Literal, TextIO
 
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from svmhpo.hpo import records
 from svmhpo.hpo.studies import Counts
+from svmhpo.view.tables import params_text
 
-__all__ = ["StudyProgress"]
+__all__ = ["StudyProgress", "trial_line"]
 
 Mode = Literal["bar", "lines", "off"]
 
@@ -31,11 +35,28 @@ def _duration(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
+def trial_line(trial: FrozenTrial) -> str:
+    """One finished trial on one line, the way ``-v`` prints it."""
+    epochs = len(trial.intermediate_values)
+    if trial.state == TrialState.COMPLETE:
+        what = f"complete, val_acc {trial.value:.4f} after {epochs} epochs"
+    elif trial.state == TrialState.PRUNED:
+        if records.diverged(trial):
+            what = f"pruned, diverged ({records.diverged(trial)})"
+        else:
+            last = trial.intermediate_values[max(trial.intermediate_values)] if epochs else None
+            what = f"pruned after {epochs} epochs" + ("" if last is None else f", val_acc {last:.4f}")
+    else:
+        reason = records.fail_reason(trial)
+        what = trial.state.name.lower() + (f" ({reason})" if reason else "")
+    return f"trial {trial.number} {what}: {params_text(trial.params)}; worker {records.trial_worker(trial) or '-'}"
+
+
 class StudyProgress:
     """Callable on study :class:`~svmhpo.hpo.studies.Counts`, plus :meth:`phase` for phase lines.
 
     ``mode`` is ``bar`` (a terminal), ``lines`` (anything else) or ``off``; ``None`` picks bar
-    or lines from whether ``stream`` is a terminal.
+    or lines from whether ``stream`` is a terminal. ``verbose`` prints :meth:`trial` lines.
     """
 
     def __init__(
@@ -44,12 +65,14 @@ class StudyProgress:
         *,
         stream: TextIO | None = None,
         mode: Mode | None = None,
+        verbose: bool = False,
         interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream or sys.stderr
         self.mode: Mode = mode or ("bar" if self.stream.isatty() else "lines")
         self.budget = budget
+        self.verbose = verbose and self.mode != "off"
         self.interval = interval
         self.clock = clock
         self.bar: tqdm | None = None
@@ -66,6 +89,11 @@ class StudyProgress:
             self.bar.write(text, file=self.stream)
         else:
             print(text, file=self.stream, flush=True)
+
+    def trial(self, trial: FrozenTrial) -> None:
+        """A trial finished (``-v``): print its line above the bar, or as a plain line."""
+        if self.verbose:
+            self.phase(trial_line(trial))
 
     def __call__(self, counts: Counts) -> None:
         if self.mode == "off":
