@@ -170,7 +170,8 @@ def lr_finder_curves(study: optuna.Study) -> dict[str, dict] | None:
 def set_warm_start(study: optuna.Study, curves: dict[str, dict]) -> None:
     """Record the LR-finder curves (system attribute) and the rates they gave (user attribute)."""
     _set_system_attr(study, LR_FINDER, curves)
-    study.set_user_attr(WARM_START, {k: v["chosen_lr"] for k, v in curves.items()})
+    # four significant digits for the eye; the curves keep the exact rate the trials were seeded with
+    study.set_user_attr(WARM_START, {k: float(f"{v['chosen_lr']:.4g}") for k, v in curves.items()})
 
 
 def final(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
