@@ -482,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SvmhpoError as exc:
         if args.debug:
             traceback.print_exc()
+        if getattr(exc, "interrupted", False):  # Ctrl-C while the database was waited for
+            print(f"svmhpo: interrupted: {exc}", file=sys.stderr)
+            return ExitStatus.INTERRUPTED
         print(f"svmhpo: error: {exc}", file=sys.stderr)
         return ExitStatus.USER_ERROR
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "ModelError", "StorageError", "SvmhpoError"]
+__all__ = ["ConfigError", "DataError", "DatabaseUnavailable", "ModelError", "StorageError", "SvmhpoError"]
 
 
 class SvmhpoError(Exception):
@@ -23,6 +23,15 @@ class DataError(SvmhpoError, ValueError):
 
 class StorageError(SvmhpoError):
     """A study storage URL is malformed, unreachable or refused."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The study's database stayed unreachable past the outage limit (``[study] db_outage_limit``),
+    or the user pressed Ctrl-C while it was waited for (``interrupted``)."""
+
+    def __init__(self, message: str, *, interrupted: bool = False) -> None:
+        super().__init__(message)
+        self.interrupted = interrupted
 
 
 class ModelError(SvmhpoError, ValueError):

@@ -84,6 +84,59 @@ def pg_url() -> str:
     return PG_URL
 
 
+class PostgresServer:
+    """The local PostgreSQL cluster, which a test may stop and start (it is always started again)."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def _ctl(self, action: str) -> None:
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, "main", action],
+            capture_output=True, timeout=120, check=True,
+        )  # fmt: skip
+
+    def restart(self) -> None:
+        self._ctl("restart")
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    def start(self) -> None:
+        if not _pg_ready():
+            self._ctl("start")
+
+
+@pytest.fixture
+def pg_server(pg_url: str):
+    """The local cluster to restart, and a database of the test's own on it (its URL), dropped after.
+
+    Restarting the server must not disturb other databases on it, and a test must not leave
+    another test's data behind: each test gets a fresh database.
+    """
+    import psycopg
+
+    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir()) if Path("/etc/postgresql").is_dir() else []
+    if shutil.which("pg_ctlcluster") is None or not versions:
+        reason = "the PostgreSQL server is not a local cluster that pg_ctlcluster can restart: restart tests SKIPPED"
+        _pg_skipped.append(reason)
+        pytest.skip(reason)
+    server = PostgresServer(versions[-1])
+    name = f"svmhpo_{uuid.uuid4().hex[:10]}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server, PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        from svmhpo.testing import wait_for
+
+        server.start()
+        wait_for(_pg_ready, timeout=60, what="PostgreSQL to accept connections")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     for title, skipped in (("PostgreSQL", _pg_skipped), ("Docker", _docker_skipped)):
         if skipped:

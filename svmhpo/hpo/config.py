@@ -36,6 +36,7 @@ from svmhpo.svm.params import (
 )
 
 __all__ = [
+    "DB_OUTAGE_LIMIT_S",
     "PER_RUN",
     "PRUNERS",
     "SAMPLERS",
@@ -136,8 +137,11 @@ class TrainingConfig(FitSettings):
 
 
 #: Settings that a run or worker may change for itself without changing the study (its identity
-#: is the rest of the config): ``[study] trials``, the budget, and ``[training] batch_trials``.
-PER_RUN = ("trials", "training.batch_trials")
+#: is the rest of the config): ``[study] trials``, the budget, ``[study] db_outage_limit`` and
+#: ``[training] batch_trials``.
+PER_RUN = ("trials", "db_outage_limit", "training.batch_trials")
+#: Seconds a database outage is waited out by default (``[study] db_outage_limit``).
+DB_OUTAGE_LIMIT_S = 120.0
 
 _SECTIONS = ("data", "training", "search", "warm_start", "baseline")
 
@@ -152,6 +156,11 @@ class StudyConfig(_Section):
     pruner: Pruner = "median"
     heartbeat_interval: int = Field(10, ge=1)
     grace_period: int = 30
+    db_outage_limit: float = Field(
+        DB_OUTAGE_LIMIT_S,
+        ge=0,
+        description="seconds a database outage is waited out before the run stops (PostgreSQL, MySQL)",
+    )
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     search: SearchConfig = SearchConfig()
@@ -280,6 +289,6 @@ def load_config(source: str | Path | None = None) -> StudyConfig:
 
 def study_identity(raw: dict[str, Any]) -> dict[str, Any]:
     """A config's JSON form without :data:`PER_RUN` settings: what must match to continue a study."""
-    identity = {k: v for k, v in raw.items() if k != "trials"}
+    identity = {k: v for k, v in raw.items() if k not in ("trials", "db_outage_limit")}
     identity["training"] = {k: v for k, v in raw.get("training", {}).items() if k != "batch_trials"}
     return identity

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from svmhpo.errors import DatabaseUnavailable
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import suggest
@@ -133,15 +135,20 @@ class MemberPruning(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, module: MemberFit) -> None:
         self._tell_diverged(module)
         pruned = []
+        taken = []
         for member, value in module.val_acc.items():
             try:
                 self.callbacks[member].on_validation_end(_MemberTrainer(trainer.sanity_checking, value), module)
             except optuna.TrialPruned:
                 pruned.append(member)
-        if pruned:
-            module.stop(pruned)
+            except UpdateFinishedTrialError:  # failed as stale by another process after a long outage
+                taken.append(member)
+        if pruned or taken:
+            module.stop(pruned + taken)
             for member in pruned:
                 self.tell(member, TrialState.PRUNED)
+            for member in taken:
+                self.tell(member, TrialState.FAIL)  # already finished: reads it back as it is
 
 
 class BatchObjective:
@@ -241,6 +248,8 @@ class BatchObjective:
                 values = module.val_acc
                 for member in module.live:
                     pruning.tell(member, value=values[member])
+            except DatabaseUnavailable:  # nothing can be told: the next run fails these as stale
+                raise
             except Exception as exc:
                 self._fail(pruning, group, repr(exc))
             except BaseException:  # Ctrl-C, or Lightning's exit on it: no trial is left running

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.objective import BatchObjective, Objective
+from svmhpo.hpo.resilience import outage_in
 from svmhpo.hpo.storage import adopt_orphans, heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.svm.data import DeviceData, prepare_data, training_device
@@ -98,15 +100,25 @@ def run_trials(
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return counts
-        study.optimize(
-            objective,
-            n_trials=remaining,
-            timeout=left,
-            callbacks=[stopper],
-            catch=(Exception,),
-            gc_after_trial=False,
-            show_progress_bar=False,
-        )
+        try:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=left,
+                callbacks=[stopper],
+                catch=(Exception,),
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+        except UpdateFinishedTrialError:
+            # After an outage longer than the grace period, another process found this trial stale,
+            # failed it and re-queued it; Optuna's loop raises when telling it. Go on with the next.
+            continue
+        except Exception as exc:
+            outage = outage_in(exc)  # Optuna may have turned it into an error of its own
+            if outage is None:
+                raise
+            raise outage from None
         if stopper.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             raise SvmhpoError(
                 f"study {study.study_name!r}: {stopper.consecutive_failures} trials failed in a row "
@@ -159,6 +171,8 @@ def _run_batches(
             members = objective.ask(study, min(objective.batch_trials, left), shared=shared, on_ask=beats.add)
             told = objective.run(study, members, on_told=on_finished)
         for trial in told:
+            if trial.state == TrialState.FAIL and records.fail_reason(trial) is None:
+                continue  # failed as stale by another process after a long outage: not this batch's failure
             if trial.state == TrialState.FAIL:
                 failures += 1
                 last_error = records.fail_reason(trial) or last_error

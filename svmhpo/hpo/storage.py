@@ -9,6 +9,10 @@ several processes on one file wait for each other instead of failing with "datab
 A study that runs trials gets Optuna heartbeats and the retry callback (:func:`set_heartbeat`),
 so that a trial whose worker died is failed after the grace period and re-queued. Connection errors become one-line
 :class:`~svmhpo.errors.StorageError` messages with the password masked.
+
+A database server (PostgreSQL, MySQL) gets :class:`~svmhpo.hpo.resilience.ResilientRDBStorage`,
+which waits out an outage of up to ``[study] db_outage_limit`` seconds mid-study. Opening a
+storage does not wait: a wrong URL or a server that is down at the start is one line at once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
 from svmhpo.errors import StorageError
+from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
+from svmhpo.hpo.resilience import ResilientRDBStorage
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -40,6 +46,7 @@ __all__ = [
     "open_storage",
     "resolve_storage_url",
     "set_heartbeat",
+    "set_outage_limit",
 ]
 
 #: How long a connection attempt may take before the URL is reported unreachable.
@@ -118,11 +125,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def open_storage(
-    url: str | None = None, *, heartbeat_interval: int | None = None, grace_period: int | None = None
+    url: str | None = None,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    outage_limit: float = DB_OUTAGE_LIMIT_S,
 ) -> RDBStorage:
     """Connect to the study storage at ``url`` (see :func:`resolve_storage_url`).
 
     ``heartbeat_interval`` turns heartbeats on (see :func:`set_heartbeat`); readers leave it off.
+    On a database server, an outage of up to ``outage_limit`` seconds is waited out (see
+    :mod:`svmhpo.hpo.resilience`).
     Raises :class:`StorageError` with one line (password masked) when the URL is malformed, the
     driver is missing, or the server cannot be reached within :data:`CONNECT_TIMEOUT_S`.
     """
@@ -135,7 +148,10 @@ def open_storage(
             f"{shown}: not a valid database URL (e.g. sqlite:///studies.db or postgresql+psycopg://user@host/db)"
         ) from None
     try:
-        storage = RDBStorage(url, engine_kwargs=kwargs)
+        if make_url(url).get_backend_name() == "sqlite":
+            storage = RDBStorage(url, engine_kwargs=kwargs)
+        else:
+            storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
         raise StorageError(f"{shown}: cannot connect ({mask_in(_first_line(exc), url)})") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
@@ -160,6 +176,12 @@ def set_heartbeat(storage: RDBStorage, interval: int | None, grace_period: int |
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY) if interval else None
     storage.heartbeat_stale_trial_callback = storage.failed_trial_callback = callback
+
+
+def set_outage_limit(storage: RDBStorage, seconds: float) -> None:
+    """Wait out database outages of up to ``seconds`` (``[study] db_outage_limit``); no-op on SQLite."""
+    if isinstance(storage, ResilientRDBStorage):
+        storage.outage_limit = seconds
 
 
 def mask_in(text: str, url: str) -> str:

@@ -17,7 +17,14 @@ from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig, study_identity
 from svmhpo.hpo.space import make_pruner, make_sampler
-from svmhpo.hpo.storage import artifact_dir, mask_url, open_storage, resolve_storage_url, set_heartbeat
+from svmhpo.hpo.storage import (
+    artifact_dir,
+    mask_url,
+    open_storage,
+    resolve_storage_url,
+    set_heartbeat,
+    set_outage_limit,
+)
 
 __all__ = [
     "FINISHED",
@@ -110,6 +117,7 @@ def load_study(name: str, url: str | None = None, *, worker_index: int | None = 
     study = _load(name, storage, url)
     config = study_config(study)
     set_heartbeat(storage, config.heartbeat_interval, config.grace_period)
+    set_outage_limit(storage, config.db_outage_limit)
     seed = config.seed if worker_index is None else config.seed + 1000 * (worker_index + 1)
     study.sampler = make_sampler(config, seed=seed)
     study.pruner = make_pruner(config)
@@ -124,7 +132,12 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
     :func:`load_study`. An existing study keeps its stored config, except for the trial budget,
     which may change, and ``batch_trials``, which each run chooses; any other difference is refused.
     """
-    storage = open_storage(url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period)
+    storage = open_storage(
+        url,
+        heartbeat_interval=config.heartbeat_interval,
+        grace_period=config.grace_period,
+        outage_limit=config.db_outage_limit,
+    )
     study = optuna.create_study(
         study_name=config.name,
         storage=storage,

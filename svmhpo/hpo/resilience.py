@@ -1,0 +1,276 @@
+"""Riding out a database outage: a study storage that waits for its server to come back.
+
+Managed PostgreSQL restarts for upgrades and failovers, networks drop, idle connections are cut.
+:class:`ResilientRDBStorage` is Optuna's ``RDBStorage`` with every storage operation Optuna and
+svmhpo make (``ask``, ``report``, ``should_prune``, ``tell``, attributes, reads) retried with
+backoff while the error is a lost or refused connection, for up to ``outage_limit`` seconds
+(``[study] db_outage_limit``) counted from the start of the outage. Connections are checked
+before use (``pool_pre_ping``), so a dead pooled connection is never handed out.
+
+- One line says when the database is lost and one when it is back (:func:`outage_lines` says
+  where they go; stderr by default).
+- A heartbeat is not retried: a missed beat is harmless, and the next one comes an interval later.
+- A ``tell`` whose commit landed but whose answer was lost is not written twice: its retry
+  finds the trial already in the state it was told and counts that as done.
+- Past the limit every storage call raises :class:`~svmhpo.errors.DatabaseUnavailable` at once,
+  so the process ends with one line. Its finished trials are in the database; the trials it was
+  running keep their last heartbeat, so the next run or worker fails them after the grace period
+  and re-queues them.
+
+The storage sits below Optuna's own cache (``optuna.storages._CachedStorage`` wraps any
+``RDBStorage``), so retries cost nothing while the database is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
+
+from svmhpo.errors import DatabaseUnavailable
+from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
+
+__all__ = ["ResilientRDBStorage", "outage_in", "outage_lines"]
+
+#: The longest wait between two attempts.
+MAX_BACKOFF_S = 5.0
+
+#: Storage methods that go to the database. Optuna's public methods (``create_new_trial``,
+#: ``get_all_trials``, ``set_trial_param``, ``get_best_trial``) go through the private ones named
+#: here, which its cache calls directly.
+RETRIED = (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "_create_new_trial",
+    "_set_trial_param",
+    "get_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "_get_best_trial_id",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_trial",
+    "_get_trials",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+class _NoFallbackNotice(logging.Filter):
+    """Drop Optuna's multi-line "Caught an error from sqlalchemy ... slower alternative" warning
+    when it is a lost connection, which is reported here in one line and retried. Its other
+    cause, a query with too many SQL variables, still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return not text.startswith("Caught an error from sqlalchemy") or "too many" in text.lower()
+
+
+logging.getLogger("optuna.storages._rdb.storage").addFilter(_NoFallbackNotice())
+
+_say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+
+
+@contextlib.contextmanager
+def outage_lines(say: Callable[[str], None] | None) -> Iterator[None]:
+    """Within the block, the database lost/back lines go to ``say`` (a progress bar's writer)."""
+    global _say
+    if say is None:
+        yield
+        return
+    previous, _say = _say, say
+    try:
+        yield
+    finally:
+        _say = previous
+
+
+def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
+    """The :class:`DatabaseUnavailable` that ``exc`` is, or was raised while handling, if any.
+
+    Optuna's trial loop can turn a storage error in ``tell`` into an ``UnboundLocalError`` of
+    its own when it cannot read the trial back either; the outage is then found in the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DatabaseUnavailable):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _lost_connection(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain that says the connection is gone or refused, if any.
+
+    The driver's own error is preferred, deepest first, over SQLAlchemy's "can't reconnect until
+    invalid transaction is rolled back", which only says that an earlier one happened.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and (
+            current.connection_invalidated
+            or isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+        ):
+            found = current
+        elif isinstance(current, sqlalchemy.exc.PendingRollbackError) and found is None:
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message, without SQLAlchemy's background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0] if text else exc.__class__.__name__
+    return line.split(" (Background on this error at:")[0].strip()
+
+
+class _Outage:
+    """The outage a storage is in, shared by its threads: when it began, and whether it was given up."""
+
+    def __init__(self, shown: str, limit: float) -> None:
+        self.shown = shown
+        self.limit = limit
+        self.since: float | None = None
+        self.failures = 0
+        self.given_up: str | None = None
+        self.interrupted = False
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if self.given_up is not None:
+            raise DatabaseUnavailable(self.given_up, interrupted=self.interrupted)
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a lost connection; return how long to wait before the next attempt, or give up."""
+        with self._lock:
+            now = time.monotonic()
+            if self.since is None:
+                self.since, self.failures = now, 0
+                _say(f"database lost: {self.shown} ({_reason(exc)}); retrying for up to {self.limit:g} s")
+            self.failures += 1
+            left = self.since + self.limit - now
+            if left <= 0:
+                self._give_up(
+                    f"the database was unreachable for {now - self.since:.0f} s, past "
+                    f"[study] db_outage_limit = {self.limit:g} s ({_reason(exc)})"
+                )
+            self.check()
+            return min(MAX_BACKOFF_S, 0.25 * 2 ** min(self.failures - 1, 5), left)
+
+    def interrupt(self) -> None:
+        """Ctrl-C while waiting: stop waiting, here and in every thread."""
+        with self._lock:
+            self.interrupted = self.given_up is None
+            self._give_up("interrupted while the database was unreachable")
+
+    def _give_up(self, why: str) -> None:
+        if self.given_up is None:
+            kept = "the finished trials are kept in the study, and the same command tops it up"
+            self.given_up = f"{self.shown}: {why}; {kept}"
+
+    def recovered(self) -> None:
+        if self.since is None:  # the common case, read without the lock
+            return
+        with self._lock:
+            if self.since is not None:
+                _say(f"database back after {time.monotonic() - self.since:.1f} s: {self.shown}")
+                self.since = None
+
+
+class ResilientRDBStorage(RDBStorage):
+    """``RDBStorage`` that waits out database outages of up to ``outage_limit`` seconds (see the module)."""
+
+    def __init__(self, url: str, *, shown: str, outage_limit: float = DB_OUTAGE_LIMIT_S, **kwargs: Any) -> None:
+        self._outage = _Outage(shown, outage_limit)
+        self._nested = threading.local()
+        super().__init__(url, **kwargs)
+
+    @property
+    def outage_limit(self) -> float:
+        return self._outage.limit
+
+    @outage_limit.setter
+    def outage_limit(self, seconds: float) -> None:
+        self._outage.limit = seconds
+
+    def _retry(self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        if getattr(self._nested, "depth", 0):  # called from a retried method: the outer call retries
+            return method(self, *args, **kwargs)
+        lost_before = False
+        while True:
+            if name == "record_heartbeat" and self._outage.given_up is not None:
+                return None
+            self._outage.check()
+            self._nested.depth = 1
+            try:
+                result = method(self, *args, **kwargs)
+            except UpdateFinishedTrialError:
+                if lost_before and name == "set_trial_state_values" and self._already_told(*args, **kwargs):
+                    break  # the lost attempt's commit had landed
+                raise
+            except Exception as exc:
+                lost = _lost_connection(exc)
+                if lost is None:
+                    raise
+                lost_before = True
+                if name == "record_heartbeat":  # a missed beat is harmless; the next comes an interval later
+                    with contextlib.suppress(DatabaseUnavailable):
+                        self._outage.failed(lost)
+                    return None
+                wait = self._outage.failed(lost)
+                self.remove_session()
+                try:
+                    time.sleep(wait)
+                except KeyboardInterrupt:
+                    self._outage.interrupt()
+                    raise
+                continue
+            finally:
+                self._nested.depth = 0
+            self._outage.recovered()
+            return result
+        self._outage.recovered()
+        return True
+
+    def _already_told(self, trial_id: int, state: Any, values: Any = None) -> bool:
+        trial = self.get_trial(trial_id)
+        return trial.state == state and (values is None or list(trial.values or []) == list(values))
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(name, method, args, kwargs)
+
+    return call
+
+
+for _name in RETRIED:
+    setattr(ResilientRDBStorage, _name, _retried(_name))
