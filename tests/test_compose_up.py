@@ -1,4 +1,5 @@
-"""The real compose stack on a real Docker engine: build, ``up --scale worker=3``, kill a worker, ``down -v``.
+"""The real compose stack on a real Docker engine: build, ``up --scale worker=3``, kill a worker,
+restart PostgreSQL mid-study, ``down -v``.
 
 The project's own Dockerfile and docker-compose.yml run unmodified. Only the base images are
 swapped, through ``PYTHON_IMAGE`` and ``POSTGRES_IMAGE``, for the stand-ins that
@@ -130,13 +131,22 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
             if t.user_attrs.get("worker", "").startswith(host_of[victim])
         ]
 
+        # restart the database mid-study: the workers wait for it and carry on, none exits
+        study = _study(url)
+        assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) < TRIALS
+        _run([*compose, "restart", "postgres"], env=env, timeout=120)
+
         # every worker ends with exit 0; the killed one was restarted by its restart policy
-        restarts = lambda: json.loads(_run(["docker", "inspect", "--format", "{{.RestartCount}}", victim]))  # noqa: E731
-        wait_for(restarts, 120, "the restart policy to restart the killed worker")
+        wait_for(lambda: _restarts(victim), 120, "the restart policy to restart the killed worker")
         wait_for(
             lambda: all(_state(c)["Status"] == "exited" for c in workers), 600, "the workers to fill the budget", 2
         )
-        assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], _run([*compose, "logs", "worker"], env=env)
+        worker_logs = _run([*compose, "logs", "--no-color", "worker"], env=env)
+        assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], worker_logs
+        others = [c for c in workers if c != victim]
+        assert [_restarts(c) for c in others] == [0, 0]  # they rode out the database restart
+        assert "database lost: postgresql+psycopg://svmhpo:***@postgres:5432/svmhpo" in worker_logs
+        assert "database back after " in worker_logs and "Traceback" not in worker_logs
 
         study = _study(url)
         trials = study.get_trials()
@@ -177,6 +187,10 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
     assert _run(["docker", "ps", "-aq", "--filter", label]).split() == []
     assert _run(["docker", "network", "ls", "-q", "--filter", label]).split() == []
     assert _run(["docker", "volume", "ls", "-q", "--filter", label]).split() == []
+
+
+def _restarts(container: str) -> int:
+    return json.loads(_run(["docker", "inspect", "--format", "{{.RestartCount}}", container]))
 
 
 def _get(url: str) -> str | None:

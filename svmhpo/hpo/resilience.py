@@ -7,8 +7,11 @@ backoff while the error is a lost or refused connection, for up to ``outage_limi
 (``[study] db_outage_limit``) counted from the start of the outage. Connections are checked
 before use (``pool_pre_ping``), so a dead pooled connection is never handed out.
 
-- One line says when the database is lost and one when it is back (:func:`outage_lines` says
-  where they go; stderr by default).
+- One line says when the database is lost and one when it is back (:func:`watching_outages`
+  says where they go; stderr by default).
+- Ctrl-C stops the waiting at once, in every thread, including the writes that fail the
+  running trials on the way out (:func:`watching_outages` notes the key press; see
+  :mod:`svmhpo.interrupts`).
 - A heartbeat is not retried: a missed beat is harmless, and the next one comes an interval later.
 - A ``tell`` whose commit landed but whose answer was lost is not written twice: its retry
   finds the trial already in the state it was told and counts that as done.
@@ -38,8 +41,9 @@ from optuna.storages import RDBStorage
 
 from svmhpo.errors import DatabaseUnavailable
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
+from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
-__all__ = ["ResilientRDBStorage", "outage_in", "outage_lines"]
+__all__ = ["ResilientRDBStorage", "outage_in", "watching_outages"]
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_S = 5.0
@@ -91,15 +95,15 @@ _say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=Tr
 
 
 @contextlib.contextmanager
-def outage_lines(say: Callable[[str], None] | None) -> Iterator[None]:
-    """Within the block, the database lost/back lines go to ``say`` (a progress bar's writer)."""
+def watching_outages(say: Callable[[str], None] | None) -> Iterator[None]:
+    """Within the block, the database lost/back lines go to ``say`` (a progress bar's writer, or
+    stderr when ``None``), and Ctrl-C is noted (:func:`~svmhpo.interrupts.noting_ctrl_c`), so
+    that no storage call waits for the database any more once it is pressed."""
     global _say
-    if say is None:
-        yield
-        return
-    previous, _say = _say, say
+    previous, _say = _say, say or _say
     try:
-        yield
+        with noting_ctrl_c():
+            yield
     finally:
         _say = previous
 
@@ -118,6 +122,18 @@ def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def _handling_interrupt() -> bool:
+    """Whether this call comes from code handling Ctrl-C (``sys.exc_info`` sees up the stack)."""
+    seen: set[int] = set()
+    current = sys.exc_info()[1]
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _lost_connection(exc: BaseException) -> BaseException | None:
@@ -185,8 +201,9 @@ class _Outage:
     def interrupt(self) -> None:
         """Ctrl-C while waiting: stop waiting, here and in every thread."""
         with self._lock:
-            self.interrupted = self.given_up is None
-            self._give_up("interrupted while the database was unreachable")
+            if self.given_up is None:
+                self.interrupted = True
+                self._give_up("interrupted while the database was unreachable")
 
     def _give_up(self, why: str) -> None:
         if self.given_up is None:
@@ -229,6 +246,10 @@ class ResilientRDBStorage(RDBStorage):
             self._nested.depth = 1
             try:
                 result = method(self, *args, **kwargs)
+            except KeyboardInterrupt:
+                if self._outage.since is not None:  # Ctrl-C inside a call during an outage: stop waiting
+                    self._outage.interrupt()
+                raise
             except UpdateFinishedTrialError:
                 if lost_before and name == "set_trial_state_values" and self._already_told(*args, **kwargs):
                     break  # the lost attempt's commit had landed
@@ -243,6 +264,9 @@ class ResilientRDBStorage(RDBStorage):
                         self._outage.failed(lost)
                     return None
                 wait = self._outage.failed(lost)
+                if ctrl_c_pressed() or _handling_interrupt():  # e.g. failing the running trials after Ctrl-C
+                    self._outage.interrupt()
+                    self._outage.check()
                 self.remove_session()
                 try:
                     time.sleep(wait)

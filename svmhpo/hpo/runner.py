@@ -23,6 +23,7 @@ from svmhpo.hpo.objective import BatchObjective, Objective
 from svmhpo.hpo.resilience import outage_in
 from svmhpo.hpo.storage import adopt_orphans, heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
+from svmhpo.interrupts import raise_if_lost
 from svmhpo.svm.data import DeviceData, prepare_data, training_device
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "load_study_data", "run_trials"]
@@ -57,6 +58,7 @@ class _StopWhen:
         self.last_error: str | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        raise_if_lost()
         if trial.state == TrialState.FAIL:
             self.consecutive_failures += 1
             self.last_error = records.fail_reason(trial) or self.last_error
@@ -147,6 +149,7 @@ def _run_batches(
     adopted: set[int] = set()
     poll = min(1.0, float(config.heartbeat_interval))
     while True:
+        raise_if_lost()
         optuna.storages.fail_stale_trials(study)
         counts = count_trials(study)
         if on_counts is not None:

@@ -19,7 +19,7 @@ from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.finalize import finalize
 from svmhpo.hpo.objective import make_objective
-from svmhpo.hpo.resilience import outage_lines
+from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import adopt_orphans, resolve_storage_url
 from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
@@ -85,18 +85,19 @@ def init_study(
     return study
 
 
-def _outage_lines_on_event(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Send the database lost/back lines of the call's storage to its ``on_event`` (a progress bar's writer)."""
+def _watching_outages_on_event(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Send the database lost/back lines to the call's ``on_event`` (a progress bar's writer); see
+    :func:`~svmhpo.hpo.resilience.watching_outages`."""
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with outage_lines(kwargs.get("on_event")):
+        with watching_outages(kwargs.get("on_event")):
             return fn(*args, **kwargs)
 
     return call
 
 
-@_outage_lines_on_event
+@_watching_outages_on_event
 def run_study(
     config: StudyConfig,
     url: str | None = None,
@@ -180,7 +181,7 @@ def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:
     return records.trial_worker(last) == records.WORKER_ID
 
 
-@_outage_lines_on_event
+@_watching_outages_on_event
 def run_worker(
     name: str,
     url: str | None = None,

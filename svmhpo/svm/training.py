@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 import lightning.pytorch as pl
 import torch
 
+from svmhpo.interrupts import raise_if_lost
 from svmhpo.svm.data import DeviceData, TensorBatches
 from svmhpo.svm.model import SVMModule
 from svmhpo.svm.params import FitSettings, SVMParams
@@ -104,9 +105,16 @@ def make_trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=None if validate else 0,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, _LostCtrlC()],
         default_root_dir=default_root_dir,
     )
+
+
+class _LostCtrlC(pl.Callback):
+    """Re-raise, at the next step, a Ctrl-C that Python lost in a garbage-collector callback."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        raise_if_lost()
 
 
 #: Largest chunk of samples one Lightning step walks: a whole epoch on digits; on MNIST a chunk is

@@ -1,0 +1,58 @@
+"""Ctrl-C, noted as well as raised.
+
+Python raises ``KeyboardInterrupt`` wherever the main thread happens to be when SIGINT arrives.
+Two places lose it: a garbage-collector callback or ``__del__`` (Python prints "Exception
+ignored in ..." and carries on, so a study ran to its end after a Ctrl-C), and code that catches
+it to clean up and then goes on in a plain block (Optuna fails an interrupted trial after its
+``except`` block, where the interrupt is no longer visible). Within :func:`noting_ctrl_c`, a
+Ctrl-C is also noted: :func:`raise_if_lost` re-raises a lost one at the next safe point (each
+training step, each trial), and :func:`ctrl_c_pressed` tells the database retries to stop waiting.
+This module imports neither torch nor Optuna.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["ctrl_c_pressed", "noting_ctrl_c", "raise_if_lost"]
+
+_pressed = threading.Event()
+
+
+@contextlib.contextmanager
+def noting_ctrl_c() -> Iterator[None]:
+    """Within the block (main thread only), a Ctrl-C raises ``KeyboardInterrupt`` as always, and is noted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(signum: int, frame: Any) -> Any:
+        _pressed.set()
+        if callable(previous):
+            return previous(signum, frame)
+        if previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+        return None
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _pressed.clear()
+
+
+def ctrl_c_pressed() -> bool:
+    """Whether Ctrl-C was pressed within the current :func:`noting_ctrl_c` block."""
+    return _pressed.is_set()
+
+
+def raise_if_lost() -> None:
+    """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed: call it only where no interrupt is being handled."""
+    if _pressed.is_set():
+        raise KeyboardInterrupt
