@@ -23,6 +23,7 @@ from bench import (
     epoch_speed,
     lightning_vs_loop,
     mnist_accuracy,
+    outage_overhead,
     study_overhead,
     warm_start,
     worker_scaling,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     plan = {
         "lightning_vs_loop": lambda: lightning_vs_loop.main(),
         "study_overhead": lambda: study_overhead.main(50 if q else 200),
+        "outage_overhead": lambda: outage_overhead.main(30 if q else 100),
         "digits_study": lambda: digits_study.main(50 if q else 200, (0,) if q else (0, 1, 2)),
         "batch_throughput": lambda: batch_throughput.main(
             "synthetic:20000x784x10" if q else "synthetic:70000x784x10", 2, (1, 8) if q else (1, 8, 32, 128)
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         ("Lightning vs plain loop (digits, 20 epochs)", "lightning_vs_loop", "ratio", "<= 1.3x"),
         ("study overhead per trial, ms (SQLite)", "study_overhead", "svmhpo_sqlite_ms", "<= 30 ms"),
         ("  ... vs vanilla Optuna", "study_overhead", "ratio", "< 1"),
+        ("outage retries vs plain RDBStorage per trial (PostgreSQL)", "outage_overhead", "ratio", "<= 1.05"),
         ("svmhpo run --trials 200 on digits, s (batched, median of seeds)", "digits_study", "seconds", "< 60 s"),
         ("  ... vs the optuna-examples way", "digits_study", "ratio", "<= 0.25x"),
         ("  ... one trial per fit vs the examples way", "digits_study", "ratio_one_per_fit", ""),

@@ -79,6 +79,7 @@ RETRIED = (
     "_get_stale_trial_ids",
 )
 
+
 class _NoFallbackNotice(logging.Filter):
     """Drop Optuna's multi-line "Caught an error from sqlalchemy ... slower alternative" warning
     when it is a lost connection, which is reported here in one line and retried. Its other
@@ -181,8 +182,13 @@ class _Outage:
         if self.given_up is not None:
             raise DatabaseUnavailable(self.given_up, interrupted=self.interrupted)
 
-    def failed(self, exc: BaseException) -> float:
-        """Note a lost connection; return how long to wait before the next attempt, or give up."""
+    def failed(self, exc: BaseException, *, may_give_up: bool = True) -> float:
+        """Note a lost connection; return how long to wait before the next attempt, or give up.
+
+        A heartbeat does not give up (``may_give_up=False``): while a long epoch trains, only
+        heartbeats may see an outage, and if the database is back by the next report, the run
+        carries on.
+        """
         with self._lock:
             now = time.monotonic()
             if self.since is None:
@@ -190,6 +196,8 @@ class _Outage:
                 _say(f"database lost: {self.shown} ({_reason(exc)}); retrying for up to {self.limit:g} s")
             self.failures += 1
             left = self.since + self.limit - now
+            if not may_give_up:
+                return 0.0
             if left <= 0:
                 self._give_up(
                     f"the database was unreachable for {now - self.since:.0f} s, past "
@@ -260,8 +268,7 @@ class ResilientRDBStorage(RDBStorage):
                     raise
                 lost_before = True
                 if name == "record_heartbeat":  # a missed beat is harmless; the next comes an interval later
-                    with contextlib.suppress(DatabaseUnavailable):
-                        self._outage.failed(lost)
+                    self._outage.failed(lost, may_give_up=False)
                     return None
                 wait = self._outage.failed(lost)
                 if ctrl_c_pressed() or _handling_interrupt():  # e.g. failing the running trials after Ctrl-C
