@@ -115,26 +115,21 @@ def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
     Optuna's trial loop can turn a storage error in ``tell`` into an ``UnboundLocalError`` of
     its own when it cannot read the trial back either; the outage is then found in the chain.
     """
+    return next((e for e in _chain(exc) if isinstance(e, DatabaseUnavailable)), None)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or while handling, and so on."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, DatabaseUnavailable):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    while exc is not None and id(exc) not in seen:
+        yield exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
 
 
 def _handling_interrupt() -> bool:
     """Whether this call comes from code handling Ctrl-C (``sys.exc_info`` sees up the stack)."""
-    seen: set[int] = set()
-    current = sys.exc_info()[1]
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(e, KeyboardInterrupt) for e in _chain(sys.exc_info()[1]))
 
 
 def _lost_connection(exc: BaseException) -> BaseException | None:
@@ -143,11 +138,8 @@ def _lost_connection(exc: BaseException) -> BaseException | None:
     The driver's own error is preferred, deepest first, over SQLAlchemy's "can't reconnect until
     invalid transaction is rolled back", which only says that an earlier one happened.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
     found: BaseException | None = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, sqlalchemy.exc.DBAPIError) and (
             current.connection_invalidated
             or isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
@@ -155,7 +147,6 @@ def _lost_connection(exc: BaseException) -> BaseException | None:
             found = current
         elif isinstance(current, sqlalchemy.exc.PendingRollbackError) and found is None:
             found = current
-        current = current.__cause__ or current.__context__
     return found
 
 
