@@ -29,7 +29,7 @@ def rate(config, data, k: int, trials: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         study = create_study(config, f"sqlite:///{tmp}/bench.db")
         start = time.perf_counter()
-        counts = run_trials(study, make_objective(config, data, worker=False))
+        counts = run_trials(study, make_objective(config, data))
         return counts.finished / (time.perf_counter() - start)
 
 

@@ -3,8 +3,10 @@
 The budget is the study's total of *finished* trials (complete plus pruned), across every
 process and every resumed run, so re-running after an interruption tops the study up instead of
 adding the budget again. One trial at a time, several workers may overshoot by at most one trial
-each (a trial started before the budget was met is allowed to finish). In batches, a worker asks
-at most the budget left after the finished and running trials, so batches never overshoot.
+each (a trial started before the budget was met is allowed to finish). In batches, every ask is
+preceded by a count of the finished and running trials, the two under a lock that every process
+on the study takes (:func:`~svmhpo.hpo.storage.budget_lock`), so batched workers side by side
+meet the budget exactly.
 """
 
 from __future__ import annotations
@@ -167,11 +169,8 @@ def _run_batches(
             adopt_orphans(study, config.grace_period, adopted)
             time.sleep(poll)
             continue
-        # A worker recounts before each ask; `svmhpo run` only while others' trials run (alone,
-        # its count at the top of the loop stays exact while it asks).
-        shared = objective.worker or counts.running > 0
-        with heartbeats(study) as beats:
-            members = objective.ask(study, min(objective.batch_trials, left), shared=shared, on_ask=beats.add)
+        with heartbeats(study) as beats:  # ask recounts before each trial, under the budget lock
+            members = objective.ask(study, min(objective.batch_trials, left), on_ask=beats.add)
             told = objective.run(study, members, on_told=on_finished)
         for trial in told:
             if trial.state == TrialState.FAIL and records.fail_reason(trial) is None:

@@ -128,7 +128,7 @@ def run_study(
     publish(study)
     _say(on_event, _trials_line(study, config, "in this process" if jobs == 1 else f"in {jobs} worker processes"))
     if jobs == 1:
-        objective = make_objective(config, data, worker=False)
+        objective = make_objective(config, data)
         counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     else:
         codes = run_workers(
@@ -225,7 +225,7 @@ def run_worker(
     data = load_study_data(config)
     _say(on_event, _data_line(data))
     _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
-    objective = make_objective(config, data, worker=True)
+    objective = make_objective(config, data)
     counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
         _finalize(study, config, data, url, on_event)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import os
 import sqlite3
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "Heartbeats",
     "adopt_orphans",
     "artifact_dir",
+    "budget_lock",
     "default_storage_url",
     "heartbeats",
     "mask_url",
@@ -248,6 +250,59 @@ def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
     finally:
         stop.set()
         thread.join()
+
+
+#: First key of the PostgreSQL advisory locks svmhpo takes; the second is the study's id.
+ADVISORY_LOCK_CLASS = 0x5A3D
+
+
+@contextlib.contextmanager
+def budget_lock(study: optuna.Study) -> Iterator[None]:
+    """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
+
+    Workers that count the study's finished and running trials and then ask for one, side by
+    side, could both see room for the last trial and overshoot the budget. Under this lock the
+    two steps are one. PostgreSQL: an advisory lock on a connection of its own (released by the
+    server if that connection dies). SQLite: ``flock`` on a file beside the database (its
+    processes share one machine). Other databases, or a lock that cannot be taken because the
+    database is away, go unlocked: the budget may then be overshot by one trial per worker,
+    which is what the retries and the budget rule allow anyway.
+    """
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    engine = getattr(storage, "engine", None)
+    backend = engine.url.get_backend_name() if engine is not None else None
+    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with open(Path(engine.url.database).with_suffix(".budget-lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if backend != "postgresql":
+        yield
+        return
+    key = {"c": ADVISORY_LOCK_CLASS, "s": study._study_id}
+    conn = None
+    try:
+        conn = engine.connect()
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
+    except sqlalchemy.exc.SQLAlchemyError:  # the database is away: go on unlocked, the storage calls wait
+        if conn is not None:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                conn.close()
+        conn = None
+    if conn is None:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
+            conn.rollback()
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.close()
 
 
 def adopt_orphans(study: optuna.Study, grace_period: float, adopted: set[int]) -> None:

@@ -39,7 +39,7 @@ def test_members_are_pruned_one_by_one_and_told_at_once(tmp_path: Path, study_co
     url = f"sqlite:///{tmp_path / 'b.db'}"
     config = load_config(study_config("members", trials=24, epochs=6, warm=False, batch_trials=8))
     study = create_study(config, url)
-    objective = BatchObjective(config, None, batch_trials=8, worker=False, fit_fn=NoOpBatchTrainer(0.02))
+    objective = BatchObjective(config, None, batch_trials=8, fit_fn=NoOpBatchTrainer(0.02))
     counts = run_trials(study, objective)
     assert counts.finished == 24 and counts.failed == 0 and counts.running == 0
     batches = _batches(study)
@@ -111,7 +111,7 @@ def test_a_failing_batch_fails_every_member_and_the_worker_stops(tmp_path: Path,
 
     config = load_config(study_config("broken", trials=20, warm=False, batch_trials=2))
     study = create_study(config, f"sqlite:///{tmp_path / 'f.db'}")
-    objective = BatchObjective(config, None, batch_trials=2, worker=False, fit_fn=broken)
+    objective = BatchObjective(config, None, batch_trials=2, fit_fn=broken)
     with pytest.raises(SvmhpoError, match=r"trials failed in a row.*the device fell off"):
         run_trials(study, objective)
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -125,9 +125,23 @@ def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_and_rerun(tmp_pat
     config = load_config(study_config("orphan", trials=3, warm=False, heartbeat=1, grace=2, batch_trials=3))
     study = create_study(config, f"sqlite:///{tmp_path / 'o.db'}")
     orphan = study.ask()  # RUNNING, no heartbeat, no worker: its process died right here
-    objective = BatchObjective(config, None, batch_trials=3, worker=True, fit_fn=NoOpBatchTrainer())
+    objective = BatchObjective(config, None, batch_trials=3, fit_fn=NoOpBatchTrainer())
     counts = run_trials(study, objective, timeout=60)
     assert counts.finished == 3 and counts.running == 0
     assert study.trials[orphan.number].state == TrialState.FAIL
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_batched_workers_side_by_side_meet_the_budget_exactly(tmp_path: Path, study_config, noop_trainer, monkeypatch):
+    """Every ask is counted under the budget lock, so three processes asking at once stop at the budget."""
+    monkeypatch.setenv("SVMHPO_NOOP_EPOCH_S", "0.02")
+    url = f"sqlite:///{tmp_path / 'exact.db'}"
+    for trials in (12, 31):  # a fresh study, then topped up: both ends fall inside a batch
+        config = study_config("exact", trials=trials, epochs=2, warm=False, pruner="none", batch_trials=2)
+        assert main(["run", "--config", str(config), "--storage", url, "--jobs", "3", "--quiet"]) == 0
+        study = _study(url, "exact")
+        assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == trials
+        assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL))
+    assert len({t.user_attrs["worker"] for t in study.trials}) >= 2
+    assert (tmp_path / "exact.budget-lock").exists()  # the lock the processes shared
