@@ -7,6 +7,8 @@ it to clean up and then goes on in a plain block (Optuna fails an interrupted tr
 ``except`` block, where the interrupt is no longer visible). Within :func:`noting_ctrl_c`, a
 Ctrl-C is also noted: :func:`raise_if_lost` re-raises a lost one at the next safe point (each
 training step, each trial), and :func:`ctrl_c_pressed` tells the database retries to stop waiting.
+Within :func:`ctrl_c_deferred` (asking Optuna for a trial, which creates it before returning it),
+the interrupt waits for the end of the block, so that the caller holds what it must clean up.
 This module imports neither torch nor Optuna.
 """
 
@@ -18,9 +20,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ctrl_c_pressed", "noting_ctrl_c", "raise_if_lost"]
+__all__ = ["ctrl_c_deferred", "ctrl_c_pressed", "noting_ctrl_c", "raise_if_lost"]
 
 _pressed = threading.Event()
+_deferring = 0  # nesting depth of ctrl_c_deferred blocks (the handler runs in the main thread)
+_deferred = False
 
 
 @contextlib.contextmanager
@@ -32,7 +36,11 @@ def noting_ctrl_c() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGINT)
 
     def on_ctrl_c(signum: int, frame: Any) -> Any:
+        global _deferred
         _pressed.set()
+        if _deferring:
+            _deferred = True
+            return None
         if callable(previous):
             return previous(signum, frame)
         if previous != signal.SIG_IGN:
@@ -43,8 +51,24 @@ def noting_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
+        global _deferred
         signal.signal(signal.SIGINT, previous)
         _pressed.clear()
+        _deferred = False
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Within the block, a Ctrl-C raises ``KeyboardInterrupt`` only when the block ends."""
+    global _deferring, _deferred
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _deferred:
+        _deferred = False
+        raise KeyboardInterrupt
 
 
 def ctrl_c_pressed() -> bool:

@@ -25,6 +25,7 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import suggest
 from svmhpo.hpo.storage import budget_lock
 from svmhpo.hpo.studies import count_trials
+from svmhpo.interrupts import ctrl_c_deferred
 from svmhpo.svm.batched import MemberFit, fit_batch
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.model import DivergedError
@@ -196,14 +197,14 @@ class BatchObjective:
         asked: list[optuna.Trial] = []
         try:
             for _ in range(n):
-                with budget_lock(study):
+                with budget_lock(study), warnings.catch_warnings():  # heartbeats: hpo.storage.heartbeats
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                     counts = count_trials(study)
                     if counts.finished + counts.running >= self.config.trials:
                         break
-                    with warnings.catch_warnings():  # heartbeats are kept by hpo.storage.heartbeats
-                        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                        trial = study.ask()
-                asked.append(trial)
+                    with ctrl_c_deferred():  # Optuna creates the trial before returning it: hold it first
+                        asked.append(study.ask())
+                trial = asked[-1]
                 if on_ask is not None:
                     on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
                 # the batch's seed is its first trial's; seed and worker are stored as soon as asked

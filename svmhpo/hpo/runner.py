@@ -171,6 +171,8 @@ def _run_batches(
             continue
         with heartbeats(study) as beats:  # ask recounts before each trial, under the budget lock
             members = objective.ask(study, min(objective.batch_trials, left), on_ask=beats.add)
+            if not members:  # another process took the rest of the budget since the count above
+                continue
             told = objective.run(study, members, on_told=on_finished)
         for trial in told:
             if trial.state == TrialState.FAIL and records.fail_reason(trial) is None:

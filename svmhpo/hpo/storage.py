@@ -23,6 +23,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,6 +255,8 @@ def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
 
 #: First key of the PostgreSQL advisory locks svmhpo takes; the second is the study's id.
 ADVISORY_LOCK_CLASS = 0x5A3D
+#: How long to wait for the budget lock before asking without it (a holder holds it for one ask).
+BUDGET_LOCK_WAIT_S = 10.0
 
 
 @contextlib.contextmanager
@@ -264,9 +267,9 @@ def budget_lock(study: optuna.Study) -> Iterator[None]:
     side, could both see room for the last trial and overshoot the budget. Under this lock the
     two steps are one. PostgreSQL: an advisory lock on a connection of its own (released by the
     server if that connection dies). SQLite: ``flock`` on a file beside the database (its
-    processes share one machine). Other databases, or a lock that cannot be taken because the
-    database is away, go unlocked: the budget may then be overshot by one trial per worker,
-    which is what the retries and the budget rule allow anyway.
+    processes share one machine). Other databases, a lock that cannot be taken because the
+    database is away, or one not free within :data:`BUDGET_LOCK_WAIT_S`, go unlocked: the
+    budget may then be overshot by one trial per worker, as with one trial per fit.
     """
     storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
     engine = getattr(storage, "engine", None)
@@ -286,8 +289,14 @@ def budget_lock(study: optuna.Study) -> Iterator[None]:
     conn = None
     try:
         conn = engine.connect()
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
-    except sqlalchemy.exc.SQLAlchemyError:  # the database is away: go on unlocked, the storage calls wait
+        # try, not wait: a holder cut off by the network keeps its lock until the server notices,
+        # which can take TCP keepalive's hours; past the wait, go on unlocked
+        deadline = time.monotonic() + BUDGET_LOCK_WAIT_S
+        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:c, :s)"), key).scalar():
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.01)
+    except (sqlalchemy.exc.SQLAlchemyError, TimeoutError):  # the database is away: the storage calls wait
         if conn is not None:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()
