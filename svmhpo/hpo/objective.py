@@ -7,6 +7,7 @@ runs several asked trials as the members of one batched fit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from collections.abc import Callable
@@ -122,13 +123,17 @@ class MemberPruning(pl.Callback):
 
     def tell(self, member: int, state: TrialState | None = None, value: float | None = None) -> None:
         trial = self.members[member].trial
-        self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
+        try:
+            self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
+        except UpdateFinishedTrialError:  # failed as stale by another process between Optuna's check and write
+            self.told[member] = self.study._storage.get_trial(trial._trial_id)
         if self.on_told is not None:
             self.on_told(self.told[member])
 
     def _tell_diverged(self, module: MemberFit) -> None:
         for member, reason in module.take_diverged().items():
-            records.mark_diverged(self.members[member].trial, reason)
+            with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
+                records.mark_diverged(self.members[member].trial, reason)
             self.tell(member, TrialState.PRUNED)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -209,13 +214,17 @@ class BatchObjective:
                     on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
                 # the batch's seed is its first trial's; seed and worker are stored as soon as asked
                 seed = self.config.seed + (members[0].trial.number if members else trial.number)
-                records.set_trial_origin(trial, seed)
-                members.append(Member(trial, *suggest(trial, self.config)))
+                try:
+                    records.set_trial_origin(trial, seed)
+                    members.append(Member(trial, *suggest(trial, self.config)))
+                except UpdateFinishedTrialError:
+                    # the database was away past the grace period and another process failed this
+                    # trial as stale and re-queued it: it is no longer this batch's
+                    continue
         except BaseException as exc:  # Ctrl-C or a storage error while asking: leave nothing RUNNING
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
             for trial in asked:
-                records.set_fail_reason(trial, reason)
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                _fail_trial(study, trial, reason)
             raise
         return members
 
@@ -258,8 +267,16 @@ class BatchObjective:
     def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
         for i, member in enumerate(group):
             if i not in pruning.told:
-                records.set_fail_reason(member.trial, reason)
+                with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
+                    records.set_fail_reason(member.trial, reason)
                 pruning.tell(i, TrialState.FAIL)
+
+
+def _fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale)."""
+    with contextlib.suppress(UpdateFinishedTrialError):
+        records.set_fail_reason(trial, reason)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def make_objective(config: StudyConfig, data: DeviceData | None) -> Objective | BatchObjective:

@@ -11,11 +11,13 @@ meet the budget exactly.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
@@ -114,6 +116,9 @@ def run_trials(
                 gc_after_trial=False,
                 show_progress_bar=False,
             )
+        except KeyboardInterrupt:
+            _stop_optuna_heartbeats()
+            raise
         except UpdateFinishedTrialError:
             # After an outage longer than the grace period, another process found this trial stale,
             # failed it and re-queued it; Optuna's loop raises when telling it. Go on with the next.
@@ -128,6 +133,19 @@ def run_trials(
                 f"study {study.study_name!r}: {stopper.consecutive_failures} trials failed in a row "
                 f"(last: {stopper.last_error}); stopping"
             )
+
+
+def _stop_optuna_heartbeats() -> None:
+    """Stop Optuna's per-trial heartbeat threads after Ctrl-C, so that the process can exit.
+
+    They are not daemon threads, and Optuna joins one when its trial ends; a Ctrl-C that lands
+    while Optuna is starting it skips that join, and the thread would beat forever and keep the
+    process alive after its last line (seen once in a few hundred Ctrl-C tests). Its stop event
+    is its third argument.
+    """
+    for thread in threading.enumerate():
+        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
+            thread._args[2].set()
 
 
 def _run_batches(
