@@ -39,7 +39,7 @@ def vanilla(url: str, trials: int) -> float:
     study = optuna.create_study(
         storage=url,
         direction="maximize",
-        sampler=make_sampler(config, seed=0, shared=False),  # the plain TPESampler svmhpo uses alone
+        sampler=make_sampler(config, shared=False),  # the plain TPESampler svmhpo uses alone
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
     )
 

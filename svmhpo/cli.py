@@ -230,7 +230,6 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
         result = run_worker(
             args.study_name,
             args.storage,
-            worker_index=args.worker_index,
             timeout=args.timeout,
             gpus=args.gpus,
             batch_trials=args.batch_trials,
@@ -405,6 +404,8 @@ def _parser() -> argparse.ArgumentParser:
         "--gpus", help="run one worker process per GPU: all, a count, or ids such as 0,1 (default: one process)"
     )
     worker.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
+    # accepted and ignored: older scripts passed it to give each worker its own sampler seed,
+    # which every trial now gets from its number (svmhpo.hpo.space.make_sampler)
     worker.add_argument("--worker-index", type=_checked(int, 0, True), help=argparse.SUPPRESS)
     _output_options(worker, "no progress output and no summary")
 

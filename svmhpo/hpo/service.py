@@ -186,7 +186,6 @@ def run_worker(
     name: str,
     url: str | None = None,
     *,
-    worker_index: int | None = None,
     timeout: float | None = None,
     gpus: str | None = None,
     batch_trials: int | None = None,
@@ -218,7 +217,7 @@ def run_worker(
         if any(codes):
             raise SvmhpoError(f"study {name!r}: GPU worker exit codes {codes} (GPUs {', '.join(devices)})")
         return summary(study)
-    study = load_study(name, url, worker_index=worker_index)
+    study = load_study(name, url)
     config = study_config(study)
     if batch_trials is not None:
         config = config.replace(training={"batch_trials": batch_trials})

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.svm.params import SVMParams
 
-__all__ = ["SEARCHED", "SnapshotPruner", "decode", "default_point", "encode", "make_pruner", "make_sampler", "suggest"]
+__all__ = [
+    "SEARCHED",
+    "SnapshotPruner",
+    "decode",
+    "default_point",
+    "encode",
+    "make_pruner",
+    "make_sampler",
+    "sampling_seed",
+    "suggest",
+]
 
 
 #: The SVM hyperparameters a study samples; ``batch_size`` joins them when its choices are given.
@@ -67,8 +78,70 @@ def default_point(config: StudyConfig, **fixed) -> tuple[SVMParams, int]:
     return SVMParams(**values), batch
 
 
-def make_sampler(config: StudyConfig, *, seed: int | None, shared: bool = True) -> optuna.samplers.BaseSampler:
-    """TPE (default), random, QMC or GP, seeded with ``seed``.
+def sampling_seed(seed: int, number: int) -> int:
+    """The seed of the sampler's random state when it samples trial ``number`` of a study seeded ``seed``.
+
+    Trial numbers are handed out by the storage, once each, so every trial of a study gets its
+    own stream, whichever process asks for it: workers started together, a run and its workers,
+    a run killed and resumed. One process running a study alone still samples the same points
+    for the same seed.
+    """
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _random_states(sampler: optuna.samplers.BaseSampler) -> list:
+    """The ``LazyRandomState`` objects a sampler draws from: its own and its fallback sampler's.
+
+    Optuna reseeds them only at random (``reseed_rng``); these are the objects it reseeds.
+    A test pins that every sampler svmhpo builds has at least one.
+    """
+    found = []
+    for holder in (sampler, getattr(sampler, "_random_sampler", None), getattr(sampler, "_independent_sampler", None)):
+        state = getattr(holder, "_rng", None)
+        if state is not None and hasattr(state, "rng"):
+            found.append(state)
+    return found
+
+
+class _SeededPerTrial:
+    """Mixin for an Optuna sampler: reseed from (study seed, trial number) before each trial.
+
+    A sampler seeded once per process draws the same sequence in every process that opens the
+    study with the same seed, so workers started together sample the same configurations. Here
+    the draws of trial ``n`` depend on the study seed, ``n`` and the trials before it, and trial
+    numbers are unique across processes (see :func:`sampling_seed`).
+    """
+
+    def __init__(self, *args, seed: int, **kwargs) -> None:
+        super().__init__(*args, seed=seed, **kwargs)  # type: ignore[call-arg]
+        self._study_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        seed = sampling_seed(self._study_seed, trial.number)
+        for state in _random_states(self):  # type: ignore[arg-type]
+            state.rng.seed(seed)
+        super().before_trial(study, trial)  # type: ignore[misc]
+
+
+class TrialSeededTPESampler(_SeededPerTrial, optuna.samplers.TPESampler):
+    """TPE reseeded per trial (see :class:`_SeededPerTrial`)."""
+
+
+class TrialSeededRandomSampler(_SeededPerTrial, optuna.samplers.RandomSampler):
+    """Random sampling reseeded per trial (see :class:`_SeededPerTrial`)."""
+
+
+class TrialSeededGPSampler(_SeededPerTrial, optuna.samplers.GPSampler):
+    """GP sampling reseeded per trial (see :class:`_SeededPerTrial`)."""
+
+
+def make_sampler(config: StudyConfig, *, shared: bool = True) -> optuna.samplers.BaseSampler:
+    """TPE (default), random, QMC or GP, seeded from the study seed and each trial's number.
+
+    Every process that opens a study builds the same sampler, and no two trials share a random
+    stream (:class:`_SeededPerTrial`), so processes side by side sample different points with
+    nothing to configure. QMC is the exception: its points come from one scrambled sequence
+    whose position is a counter in the study, so it keeps the study seed as it is.
 
     TPE is multivariate. For a ``shared`` study (workers pulling trials side by side) it uses the
     constant liar, so that workers do not all sample next to the same running trial. The liar
@@ -76,14 +149,15 @@ def make_sampler(config: StudyConfig, *, seed: int | None, shared: bool = True) 
     runs a study's trials alone has no other running trial to lie about: it samples the same
     points without it.
     """
+    seed = config.seed
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=shared, n_startup_trials=10)
+        return TrialSeededTPESampler(seed=seed, multivariate=True, constant_liar=shared, n_startup_trials=10)
     if config.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return TrialSeededRandomSampler(seed=seed)
     if config.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if config.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return TrialSeededGPSampler(seed=seed)
     raise ValueError(f"unknown sampler {config.sampler!r}")
 
 

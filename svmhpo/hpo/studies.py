@@ -106,20 +106,19 @@ def _load(name: str, storage: optuna.storages.RDBStorage, url: str | None) -> op
         ) from None
 
 
-def load_study(name: str, url: str | None = None, *, worker_index: int | None = None) -> optuna.Study:
+def load_study(name: str, url: str | None = None) -> optuna.Study:
     """Open the existing study ``name`` as a worker that shares it with others.
 
-    Its sampler uses TPE's constant liar; ``worker_index`` gives local worker ``i`` of
-    ``svmhpo run --jobs`` its own sampler seed (``seed + 1000·(i+1)``), so that workers do not
-    sample the same points. Heartbeats are on, with the stored config's interval.
+    Its sampler uses TPE's constant liar and draws each trial from its own random stream
+    (:func:`~svmhpo.hpo.space.make_sampler`), so workers side by side sample different points
+    with nothing to pass. Heartbeats are on, with the stored config's interval.
     """
     storage = open_storage(url)
     study = _load(name, storage, url)
     config = study_config(study)
     set_heartbeat(storage, config.heartbeat_interval, config.grace_period)
     set_outage_limit(storage, config.db_outage_limit)
-    seed = config.seed if worker_index is None else config.seed + 1000 * (worker_index + 1)
-    study.sampler = make_sampler(config, seed=seed)
+    study.sampler = make_sampler(config)
     study.pruner = make_pruner(config)
     return study
 
@@ -142,7 +141,7 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
         study_name=config.name,
         storage=storage,
         direction="maximize",
-        sampler=make_sampler(config, seed=config.seed, shared=config.training.batch_trials > 1),
+        sampler=make_sampler(config, shared=config.training.batch_trials > 1),
         pruner=make_pruner(config),
         load_if_exists=True,
     )

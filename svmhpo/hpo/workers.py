@@ -65,7 +65,7 @@ def run_workers(
 ) -> list[int]:
     """Start ``jobs`` local ``svmhpo worker`` processes on the study and wait for them.
 
-    Each gets a share of the CPU threads and its own sampler seed; with ``devices`` (one GPU id
+    Each gets a share of the CPU threads; with ``devices`` (one GPU id
     per process) each sees only its own GPU. ``batch_trials`` overrides the study's for each
     worker. ``on_poll`` gets the study's counts every ``poll_s`` seconds, ``on_trial`` each trial
     that finished since the last poll. Returns their exit codes.
@@ -81,7 +81,7 @@ def run_workers(
         command += ["--batch-trials", str(batch_trials)]
     procs = [
         subprocess.Popen(
-            [*command, "--worker-index", str(i)],
+            command,
             env=env if devices is None else dict(env, CUDA_VISIBLE_DEVICES=devices[i]),
         )
         for i in range(jobs)

@@ -1,0 +1,144 @@
+"""Every process samples differently: workers started together, a run with workers, a run killed and resumed.
+
+Processes are real (``python -m svmhpo.testing``: the command line with the no-op trainer) and
+start together on one SQLite file, as ``docker compose up --scale worker=N`` starts them; each
+test reads the study afterwards: finished trials, distinct configurations, nothing RUNNING,
+one model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from svmhpo.hpo.space import _random_states, make_sampler, sampling_seed
+from svmhpo.hpo.storage import open_storage
+from svmhpo.testing import wait_for
+
+NOOP = [sys.executable, "-m", "svmhpo.testing"]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _distinct_share(study: optuna.Study) -> tuple[int, int]:
+    """(distinct parameter sets, finished trials) among the finished trials."""
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    return len({tuple(sorted(t.params.items())) for t in finished}), len(finished)
+
+
+def _assert_settled(study: optuna.Study, budget: int, *, exact: bool) -> None:
+    distinct, finished = _distinct_share(study)
+    assert finished == budget if exact else budget <= finished < budget + 4, finished
+    assert distinct >= 0.95 * finished, f"{distinct} distinct configurations of {finished}"
+    assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    models = [k for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith("artifacts:")]
+    assert len([k for k in models if study._storage.get_study_system_attrs(study._study_id)[k] != "null"]) == 1
+    assert "final" in study.user_attrs
+
+
+def _env(epoch_s: float) -> dict[str, str]:
+    return dict(os.environ, SVMHPO_NOOP_EPOCH_S=str(epoch_s), OMP_NUM_THREADS="1")
+
+
+@pytest.mark.parametrize("batch_trials", [1, 16])
+def test_four_workers_started_together_sample_different_points(tmp_path: Path, study_config, batch_trials: int):
+    url = f"sqlite:///{tmp_path / 'four.db'}"
+    budget = 32 if batch_trials == 1 else 64
+    config = study_config("four", trials=budget, epochs=3, warm=False, pruner="none", batch_trials=batch_trials)
+    init = subprocess.run([*NOOP, "init", "--config", str(config), "--storage", url], capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    command = [*NOOP, "worker", "--study-name", "four", "--storage", url, "--quiet"]
+    procs = [subprocess.Popen(command, env=_env(0.02), stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=240)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    study = _study(url, "four")
+    _assert_settled(study, budget, exact=batch_trials > 1)
+    assert len({t.user_attrs["worker"] for t in study.trials}) >= 2  # they really ran side by side
+
+
+@pytest.mark.parametrize("batch_trials", [1, 16])
+def test_a_run_and_three_workers_sample_different_points(tmp_path: Path, study_config, batch_trials: int):
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    budget = 32 if batch_trials == 1 else 64
+    config = study_config("mixed", trials=budget, epochs=3, warm=False, pruner="none", batch_trials=batch_trials)
+    run = subprocess.Popen(
+        [*NOOP, "run", "--config", str(config), "--storage", url, "--quiet"], env=_env(0.02), stderr=subprocess.PIPE
+    )
+    wait_for(lambda: _exists(url, "mixed"), timeout=60, what="the run to create the study", interval=0.1)
+    command = [*NOOP, "worker", "--study-name", "mixed", "--storage", url, "--quiet"]
+    workers = [subprocess.Popen(command, env=_env(0.02), stderr=subprocess.PIPE) for _ in range(3)]
+    for p in (run, *workers):
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    _assert_settled(_study(url, "mixed"), budget, exact=batch_trials > 1)
+
+
+def _exists(url: str, name: str) -> bool:
+    try:
+        optuna.load_study(study_name=name, storage=open_storage(url))
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.mark.parametrize("batch_trials", [1, 16])
+def test_a_run_killed_in_its_first_batch_resumes_with_new_points(tmp_path: Path, study_config, batch_trials: int):
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    budget = 24 if batch_trials == 1 else 40
+    config = study_config(
+        "resume", trials=budget, epochs=3, warm=False, pruner="none", batch_trials=batch_trials, heartbeat=1, grace=2
+    )
+    command = [*NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
+    proc = subprocess.Popen(command, env=_env(0.3), stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(
+            lambda: _exists(url, "resume") and _study(url, "resume").get_trials(states=(TrialState.RUNNING,)),
+            timeout=60,
+            what="a running trial",
+            interval=0.1,
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    killed = _study(url, "resume").get_trials(states=(TrialState.RUNNING,))
+    assert killed and not _study(url, "resume").get_trials(states=FINISHED)  # killed inside its first batch
+    time.sleep(2.5)  # past the grace period: the resumed run fails and re-queues them
+    done = subprocess.run(command, env=_env(0.0), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    study = _study(url, "resume")
+    _assert_settled(study, budget, exact=True)
+    assert {t.number for t in study.get_trials(states=(TrialState.FAIL,))} == {t.number for t in killed}
+
+
+def test_each_trial_has_its_own_random_stream_and_a_lone_run_repeats() -> None:
+    assert sampling_seed(0, 1) != sampling_seed(0, 2) != sampling_seed(1, 2)
+    assert sampling_seed(7, 3) == sampling_seed(7, 3)
+    for sampler in ("tpe", "random", "gp"):
+        config = _config(sampler)
+        assert _random_states(make_sampler(config)), f"{sampler}: no random state found to reseed"
+
+    def draws(seed_trials: int) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(_config("tpe")), direction="maximize")
+        for _ in range(seed_trials):
+            study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        return [t.params["x"] for t in study.trials]
+
+    assert draws(12) == draws(12)  # the same study seed and order: the same points
+    assert len(set(draws(12))) == 12
+
+
+def _config(sampler: str):
+    from svmhpo.hpo.config import StudyConfig
+
+    return StudyConfig().replace(sampler=sampler)
