@@ -45,6 +45,18 @@ def noop_trainer(monkeypatch: pytest.MonkeyPatch):
     return trainer
 
 
+def assert_one_model(study) -> None:
+    """One model record on ``study``, ``final`` naming it, and its file alone in the artifact folder."""
+    from svmhpo.hpo import records
+
+    models = records.model_artifacts(study)
+    assert len(models) == 1, models
+    final = records.final(study)
+    assert final and final["model_artifact_id"] == models[0]["artifact_id"]
+    folder = Path(final["model_path"]).parent
+    assert sorted(p.name for p in folder.iterdir()) == [models[0]["artifact_id"]]
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _pg_skipped: list[str] = []
@@ -305,8 +317,6 @@ class Terminal:
     @property
     def text(self) -> str:
         return self.output.decode(errors="replace").replace("\r", "\n")
-
-
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         # kill one worker in the middle of a trial
         workers = container_of("worker")
         assert len(workers) == 3
+
         def running_with_worker() -> list:
             return [t for t in _study(url).get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
 

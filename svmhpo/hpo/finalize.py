@@ -12,6 +12,7 @@ hand-written SVM is seen next to the standard tool.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -20,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
+from svmhpo.errors import StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import decode
-from svmhpo.hpo.storage import artifact_dir
+from svmhpo.hpo.storage import FINALIZE_LOCK_WAIT_S, artifact_dir, artifact_store, study_lock
 from svmhpo.hpo.studies import best_trial, study_config
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.persist import save_model, zip_model
@@ -98,10 +101,17 @@ def _save_model(
     url: str,
     result: dict,
 ) -> dict:
-    """Save the refit as a model zip (see :mod:`svmhpo.svm.persist`) attached to the study, named after the trial."""
+    """Save the refit as a model zip (see :mod:`svmhpo.svm.persist`) attached to the study, named after the trial.
+
+    Optuna records an artifact before it writes the file; if the write fails (a read-only or
+    full disk) the record is dropped again, so no record ever names a file that is not there,
+    and the failure is one :class:`~svmhpo.errors.StorageError` line.
+    """
     store_dir = artifact_dir(url)
-    store_dir.mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(str(store_dir))
+    try:
+        store_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{store_dir}: cannot create the folder for the study's model ({exc.strerror})") from None
     params, _ = decode(trial.params, study_config(study))
     with tempfile.TemporaryDirectory() as tmp:
         saved = save_model(
@@ -114,28 +124,68 @@ def _save_model(
             source={"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]},
         )
         archive = zip_model(saved, Path(tmp) / f"{records.file_safe(study.study_name)}-trial{trial.number}-model.zip")
-        # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
-        # goes on the study, its file named after the trial it refits.
-        artifact_id = upload_artifact(
-            artifact_store=store, file_path=str(archive), study_or_trial=study, mimetype=MODEL_MEDIA_TYPE
-        )
+        before = {meta["artifact_id"] for meta in records.model_artifacts(study)}
+        try:
+            # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
+            # goes on the study, its file named after the trial it refits.
+            artifact_id = upload_artifact(
+                artifact_store=artifact_store(url),
+                file_path=str(archive),
+                study_or_trial=study,
+                mimetype=MODEL_MEDIA_TYPE,
+            )
+        except OSError as exc:
+            for meta in records.model_artifacts(study):
+                if meta["artifact_id"] not in before:
+                    records.drop_artifact_record(study, meta["artifact_id"])
+            raise StorageError(f"{store_dir}: cannot write the study's model ({exc.strerror})") from None
     return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": str(store_dir / artifact_id)}
+
+
+def _is_model(meta: dict) -> bool:
+    return meta.get("mimetype") == MODEL_MEDIA_TYPE and str(meta.get("filename", "")).endswith("-model.zip")
+
+
+def _drop_other_models(study: optuna.Study, url: str, keep: str | None) -> int:
+    """Remove every model artifact of the study but ``keep`` (file and record); return how many.
+
+    They are what a process killed between its upload and writing ``final`` left behind, or a
+    record whose file was never written.
+    """
+    store = artifact_store(url)
+    dropped = 0
+    for meta in records.model_artifacts(study):
+        if _is_model(meta) and meta["artifact_id"] != keep:
+            with contextlib.suppress(ArtifactNotFound, OSError):
+                store.remove(meta["artifact_id"])
+            records.drop_artifact_record(study, meta["artifact_id"])
+            dropped += 1
+    return dropped
 
 
 def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str) -> dict | None:
     """Store ``final`` and ``baseline`` on the study unless they already describe the best trial.
 
+    Exactly one model per study, whichever processes get here and in whatever order: the whole
+    step holds the study's ``finalize`` lock (:func:`~svmhpo.hpo.storage.study_lock`), so a
+    second process waits and then finds ``final`` describing the best trial; and any other model
+    artifact (left by a process killed between its upload and ``final``) is removed. A ``final``
+    whose model artifact is gone (deleted in the dashboard) is refit.
+
     Returns the ``final`` record, or ``None`` when no trial completed.
     """
-    trial = best_trial(study)
-    if trial is None:
-        return None
-    stored = records.final(study)
-    if stored and stored.get("trial") == trial.number:
+    with study_lock(study, "finalize", FINALIZE_LOCK_WAIT_S):
+        trial = best_trial(study)
+        if trial is None:
+            return None
+        stored = records.final(study)
+        live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
+        if not (stored and stored.get("trial") == trial.number and stored.get("model_artifact_id") in live):
+            result, module = refit_best(trial, config, data)
+            result.update(_save_model(study, trial, module, data, url, result))
+            if records.baseline(study) is None:
+                records.set_baseline(study, baseline(config, data))
+            records.set_final(study, result)
+            stored = result
+        _drop_other_models(study, url, keep=stored.get("model_artifact_id"))
         return stored
-    result, module = refit_best(trial, config, data)
-    result.update(_save_model(study, trial, module, data, url, result))
-    if records.baseline(study) is None:
-        records.set_baseline(study, baseline(config, data))
-    records.set_final(study, result)
-    return result

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sklearn.pipeline import Pipeline
 
@@ -23,7 +23,7 @@ from svmhpo.errors import DataError, ModelError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import DataConfig
 from svmhpo.hpo.space import decode
-from svmhpo.hpo.storage import artifact_dir, resolve_storage_url
+from svmhpo.hpo.storage import artifact_dir, artifact_store, resolve_storage_url
 from svmhpo.hpo.studies import best_trial, open_study, study_config
 from svmhpo.svm.data import load_features
 from svmhpo.svm.params import SVMParams
@@ -81,7 +81,7 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
     target = into / "model.zip"
     try:
         download_artifact(
-            artifact_store=FileSystemArtifactStore(str(store_dir)),
+            artifact_store=artifact_store(url),
             file_path=str(target),
             artifact_id=final["model_artifact_id"],
         )

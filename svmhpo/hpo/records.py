@@ -32,6 +32,7 @@ the trials the warm start enqueued). Optuna's retry callback writes the system a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -48,11 +49,13 @@ __all__ = [
     "baseline",
     "budget",
     "diverged",
+    "drop_artifact_record",
     "file_safe",
     "final",
     "is_warm_start",
     "lr_finder_curves",
     "mark_diverged",
+    "model_artifacts",
     "retried_from",
     "set_baseline",
     "set_budget",
@@ -85,6 +88,8 @@ CONFIG = "svmhpo:config"
 LR_FINDER = "svmhpo:lr_finder"
 # the user attributes of the first layout
 OLD_CONFIG = "config"
+# Optuna's study system attributes, one per artifact
+ARTIFACTS_PREFIX = "artifacts:"
 # trial user attributes
 SEED = "seed"
 WORKER = "worker"
@@ -190,6 +195,26 @@ def baseline(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
 
 def set_baseline(study: optuna.Study, result: dict[str, Any]) -> None:
     study.set_user_attr(BASELINE, result)
+
+
+def model_artifacts(study: optuna.Study) -> list[dict[str, Any]]:
+    """The study's artifact records (``artifact_id``, ``filename``, ``mimetype``, ``encoding``), live ones only.
+
+    Optuna keeps one study system attribute per artifact; optuna-dashboard deletes one by
+    setting it to JSON ``null``, which Optuna's own listing does not expect, so they are read here.
+    """
+    found = []
+    for key, value in _system_attrs(study).items():
+        if key.startswith(ARTIFACTS_PREFIX):
+            meta = json.loads(value) if isinstance(value, str) else value
+            if isinstance(meta, dict) and "artifact_id" in meta:
+                found.append(meta)
+    return found
+
+
+def drop_artifact_record(study: optuna.Study, artifact_id: str) -> None:
+    """Mark an artifact record deleted, as optuna-dashboard does (Optuna cannot remove an attribute)."""
+    _set_system_attr(study, ARTIFACTS_PREFIX + artifact_id, json.dumps(None))
 
 
 # --- trials --------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def run_study(
                 f"study {study.study_name!r}: worker exit codes {codes}; "
                 f"{counts.finished} of {config.trials} trials finished"
             )
-    if counts.finished >= config.trials:
+    if counts.finished >= config.trials and (jobs > 1 or _elected_to_finalize(study, config)):
         _finalize(study, config, data, url, on_event)
     return summary(study)
 

@@ -21,15 +21,19 @@ import contextlib
 import datetime
 import fcntl
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 import sqlalchemy
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
@@ -39,9 +43,11 @@ from svmhpo.hpo.resilience import ResilientRDBStorage
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "AtomicArtifactStore",
     "Heartbeats",
     "adopt_orphans",
     "artifact_dir",
+    "artifact_store",
     "budget_lock",
     "default_storage_url",
     "heartbeats",
@@ -50,6 +56,7 @@ __all__ = [
     "resolve_storage_url",
     "set_heartbeat",
     "set_outage_limit",
+    "study_lock",
 ]
 
 #: How long a connection attempt may take before the URL is reported unreachable.
@@ -253,45 +260,74 @@ def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
         thread.join()
 
 
-#: First key of the PostgreSQL advisory locks svmhpo takes; the second is the study's id.
-ADVISORY_LOCK_CLASS = 0x5A3D
+#: First key of the PostgreSQL advisory locks svmhpo takes, by purpose; the second is the study's id.
+ADVISORY_LOCK_CLASS = {"budget": 0x5A3D, "finalize": 0x5A3E}
 #: How long to wait for the budget lock before asking without it (a holder holds it for one ask).
 BUDGET_LOCK_WAIT_S = 10.0
+#: How long to wait for the finalize lock: a holder holds it for one refit, minutes on MNIST.
+FINALIZE_LOCK_WAIT_S = 3600.0
 
 
 @contextlib.contextmanager
-def budget_lock(study: optuna.Study) -> Iterator[None]:
+def budget_lock(study: optuna.Study) -> Iterator[bool]:
     """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
 
     Workers that count the study's finished and running trials and then ask for one, side by
     side, could both see room for the last trial and overshoot the budget. Under this lock the
-    two steps are one. PostgreSQL: an advisory lock on a connection of its own (released by the
-    server if that connection dies). SQLite: ``flock`` on a file beside the database (its
-    processes share one machine). Other databases, a lock that cannot be taken because the
-    database is away, or one not free within :data:`BUDGET_LOCK_WAIT_S`, go unlocked: the
-    budget may then be overshot by one trial per worker, as with one trial per fit.
+    two steps are one. A lock that cannot be taken (see :func:`study_lock`) within
+    :data:`BUDGET_LOCK_WAIT_S` is gone without: the budget may then be overshot by one trial per
+    worker, as with one trial per fit.
+    """
+    with study_lock(study, "budget", BUDGET_LOCK_WAIT_S) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def study_lock(study: optuna.Study, purpose: str, wait_s: float) -> Iterator[bool]:
+    """Hold the study's ``purpose`` lock (``budget`` or ``finalize``) in the block; yield whether it is held.
+
+    PostgreSQL: an advisory lock on a connection of its own (released by the server if that
+    connection dies). SQLite: ``flock`` on a file beside the database (its processes share one
+    machine; the lock dies with its process). Other databases, a lock that cannot be taken
+    because the database is away, or one not free within ``wait_s`` seconds, yield ``False``:
+    the caller goes on unlocked or gives up, as its purpose allows.
     """
     storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
     engine = getattr(storage, "engine", None)
     backend = engine.url.get_backend_name() if engine is not None else None
     if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with open(Path(engine.url.database).with_suffix(".budget-lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        suffix = ".budget-lock" if purpose == "budget" else f".{purpose}-lock"
+        try:
+            handle = open(Path(engine.url.database).with_suffix(suffix), "a")
+        except OSError:  # a read-only folder: nothing can be written there anyway
+            yield False
+            return
+        with handle:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
     if backend != "postgresql":
-        yield
+        yield False
         return
-    key = {"c": ADVISORY_LOCK_CLASS, "s": study._study_id}
+    key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study._study_id}
     conn = None
     try:
         conn = engine.connect()
         # try, not wait: a holder cut off by the network keeps its lock until the server notices,
-        # which can take TCP keepalive's hours; past the wait, go on unlocked
-        deadline = time.monotonic() + BUDGET_LOCK_WAIT_S
+        # which can take TCP keepalive's hours; past the wait, go on without
+        deadline = time.monotonic() + wait_s
         while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:c, :s)"), key).scalar():
             if time.monotonic() > deadline:
                 raise TimeoutError
@@ -302,16 +338,43 @@ def budget_lock(study: optuna.Study) -> Iterator[None]:
                 conn.close()
         conn = None
     if conn is None:
-        yield
+        yield False
         return
     try:
-        yield
+        yield True
     finally:
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
             conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
             conn.rollback()
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
             conn.close()
+
+
+class AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each file under a temporary name and renaming it.
+
+    A reader (the dashboard, ``svmhpo predict``) never sees half a model, and a process killed
+    mid-write leaves a hidden ``.upload-*`` file, not a truncated artifact.
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        target = self._get_filepath(artifact_id)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(content_body, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def artifact_store(url: str) -> AtomicArtifactStore:
+    """The artifact store of the storage at ``url`` (see :func:`artifact_dir`); its folder is not created."""
+    return AtomicArtifactStore(artifact_dir(url))
 
 
 def adopt_orphans(study: optuna.Study, grace_period: float, adopted: set[int]) -> None:

@@ -19,6 +19,7 @@ from svmhpo.hpo.config import StudyConfig, study_identity
 from svmhpo.hpo.space import make_pruner, make_sampler
 from svmhpo.hpo.storage import (
     artifact_dir,
+    artifact_store,
     mask_url,
     open_storage,
     resolve_storage_url,
@@ -171,17 +172,15 @@ def delete_study(name: str, url: str | None = None) -> int:
     Artifacts live in :func:`~svmhpo.hpo.storage.artifact_dir` beside the storage; files written
     by another machine into its own folder are not reachable from here and stay there.
     """
-    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
-
     url = resolve_storage_url(url)
     study = open_study(name, url)  # one line if it does not exist
     store_dir = artifact_dir(url)
     removed = 0
     if store_dir.is_dir():
-        store = FileSystemArtifactStore(str(store_dir))
-        for meta in get_all_artifact_meta(study):
-            if (store_dir / meta.artifact_id).exists():
-                store.remove(meta.artifact_id)
+        store = artifact_store(url)
+        for meta in records.model_artifacts(study):
+            if (store_dir / meta["artifact_id"]).exists():
+                store.remove(meta["artifact_id"])
                 removed += 1
     optuna.delete_study(study_name=name, storage=study._storage)  # the opened storage: no second pool
     return removed

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
-from svmhpo.hpo.storage import artifact_dir, open_storage, resolve_storage_url
+from svmhpo.hpo.storage import artifact_dir, artifact_store, open_storage, resolve_storage_url
 from svmhpo.view.plots import lr_finder_figure, results_markdown
 
 __all__ = ["LR_FINDER_GRAPH_ID", "publish", "serve"]
@@ -36,10 +35,11 @@ def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) 
     """Serve optuna-dashboard on the study storage until interrupted (``svmhpo dashboard``)."""
     url = resolve_storage_url(url)
     store = artifact_dir(url)
-    store.mkdir(parents=True, exist_ok=True)
     try:
-        optuna_dashboard.run_server(
-            open_storage(url), host=host, port=port, artifact_store=FileSystemArtifactStore(str(store))
-        )
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SvmhpoError(f"{store}: cannot create the artifact folder ({exc.strerror})") from None
+    try:
+        optuna_dashboard.run_server(open_storage(url), host=host, port=port, artifact_store=artifact_store(url))
     except OSError as exc:
         raise SvmhpoError(f"cannot listen on {host}:{port} ({exc.strerror})") from None

@@ -37,7 +37,10 @@ def test_round_trip_through_the_stored_form() -> None:
         ("[search]\nlr = ['0.1', 1.0]\n", "[search] lr: input should be a valid number, got '0.1'"),
         ("[search]\nlr = [1.0, 0.1]\n", "[search] lr: low must be below high, got [1.0, 0.1]"),
         ("[search]\nweight_decay = [0.0, 0.1]\n", "[search] weight_decay: a log-uniform range needs low > 0"),
-        ("[search]\noptimizer = ['sgd', 'lbfgs']\n", "[search] optimizer: input should be 'sgd', 'asgd', 'adam' or 'adamw', got 'lbfgs'"),  # noqa: E501
+        (
+            "[search]\noptimizer = ['sgd', 'lbfgs']\n",
+            "[search] optimizer: input should be 'sgd', 'asgd', 'adam' or 'adamw', got 'lbfgs'",
+        ),
         ("[search]\noptimizer = ['sgd', 'sgd']\n", "[search] optimizer: choices repeat"),
         ("[search]\nsquared = ['yes']\n", "[search] squared: input should be a valid boolean, got 'yes'"),
         ("[study]\nsampler = 'cmaes'\n", "CMA-ES cannot sample categorical parameters"),

@@ -38,11 +38,14 @@ def _distinct_share(study: optuna.Study) -> tuple[int, int]:
 
 
 def _assert_settled(study: optuna.Study, budget: int, *, exact: bool) -> None:
+
     distinct, finished = _distinct_share(study)
     assert finished == budget if exact else budget <= finished < budget + 4, finished
     assert distinct >= 0.95 * finished, f"{distinct} distinct configurations of {finished}"
     assert not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-    models = [k for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith("artifacts:")]
+    models = [
+        k for k, v in study._storage.get_study_system_attrs(study._study_id).items() if k.startswith("artifacts:")
+    ]
     assert len([k for k in models if study._storage.get_study_system_attrs(study._study_id)[k] != "null"]) == 1
     assert "final" in study.user_attrs
 

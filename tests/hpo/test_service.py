@@ -55,7 +55,9 @@ def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path,
     )
     listing = subprocess.run(
         [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "real" in listing and max(map(len, listing.splitlines())) < 1500
     for t in study.get_trials(states=(TrialState.COMPLETE,)):

@@ -1,0 +1,93 @@
+"""Exactly one model per study: a run killed at each point of storing its model, a failed write, a re-run.
+
+Each case runs the real command line (with the no-op trainer for the trials and a real refit) in
+a process of its own that dies or fails at one point of :func:`svmhpo.hpo.finalize.finalize`,
+then reads the study: the exit status, the one line, the artifact records and files, ``final``.
+The same command then tops the study up to exactly one model.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from svmhpo.hpo import records
+from svmhpo.hpo.storage import open_storage
+
+#: The svmhpo command line with the no-op trainer and one fault planted where the test says.
+FAULTY = textwrap.dedent("""
+    import errno, os, signal, sys
+    from svmhpo.testing import install_noop_trainer
+    from svmhpo.hpo import records, storage
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    fault = sys.argv[1]
+    if fault == "after-upload":  # the model file and record are stored; final is not
+        records.set_final = die
+    elif fault == "mid-write":  # the record is stored, the file written under its temporary name
+        storage.os.fsync = die  # only the artifact store syncs: the step before its rename
+    elif fault == "disk-full":
+        storage.os.fsync = disk_full
+    install_noop_trainer()
+    from svmhpo.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+from conftest import assert_one_model  # noqa: E402
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="one", storage=open_storage(url))
+
+
+@pytest.mark.parametrize("fault", ["after-upload", "mid-write", "disk-full"])
+def test_a_run_that_dies_or_fails_storing_its_model_leaves_one_model_after_the_rerun(
+    tmp_path: Path, study_config, fault: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    config = study_config("one", trials=4, epochs=2, warm=False, pruner="none", batch_trials=1)
+    args = ["run", "--config", str(config), "--storage", url, "--quiet"]
+    broken = subprocess.run([sys.executable, "-c", FAULTY, fault, *args], capture_output=True, text=True, timeout=180)
+    study = _study(url)
+    folder = tmp_path / "one.artifacts"
+    files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if fault == "disk-full":
+        assert broken.returncode == 1, broken.stderr
+        assert broken.stderr.strip().splitlines() == [
+            f"svmhpo: error: {folder}: cannot write the study's model (No space left on device)"
+        ]
+        assert records.model_artifacts(study) == [] and files == []  # no record names a missing file
+    else:
+        assert broken.returncode == -9, broken.stderr  # SIGKILL
+        assert len(records.model_artifacts(study)) == 1  # the record Optuna wrote first
+        if fault == "after-upload":
+            assert len(files) == 1
+        else:
+            assert [f for f in files if not f.startswith(".upload-")] == []  # never half a model under its name
+    assert records.final(study) is None
+    again = subprocess.run([sys.executable, "-m", "svmhpo.testing", *args], capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    study = _study(url)
+    files = [p for p in folder.iterdir() if not p.name.startswith(".upload-")]
+    assert len(files) == 1
+    if fault == "mid-write":
+        _one_record(study, files[0])
+    else:
+        assert_one_model(study)
+
+
+def _one_record(study: optuna.Study, file: Path) -> None:
+    """After a kill mid-write a hidden temporary file may stay; the model itself is one."""
+    models = records.model_artifacts(study)
+    assert [m["artifact_id"] for m in models] == [file.name] == [records.final(study)["model_artifact_id"]]
