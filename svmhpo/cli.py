@@ -19,7 +19,6 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
@@ -132,7 +131,8 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
 def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.models import load_model, predict_file
 
-    model = load_model(Path(args.model) if args.model else args.study_name, args.storage)
+    # --study-name is always a study and --model always a path: a folder named like the study is never taken
+    model = load_model(path=args.model) if args.model else load_model(args.study_name, args.storage)
     print(predict_file(model, args.data, args.out), file=sys.stderr if args.out is None else sys.stdout)
     return ExitStatus.OK
 

@@ -66,11 +66,6 @@ def best_fit(name: str, storage: str | None = None) -> BestFit:
     )
 
 
-def _is_model_path(source: str | Path) -> bool:
-    path = Path(source).expanduser()
-    return path.is_dir() or (path.is_file() and path.suffix == ".zip")
-
-
 def _download(name: str, storage: str | None, into: Path) -> Path:
     """Fetch study ``name``'s model zip into the folder ``into``; return the file."""
     url = resolve_storage_url(storage)
@@ -93,21 +88,28 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
     return target
 
 
-def load_model(source: str | Path, storage: str | None = None) -> Pipeline:
-    """The tuned model of study ``source``, or the saved model at path ``source``, as a fitted ``Pipeline``.
+def load_model(
+    study: str | Path | None = None, storage: str | None = None, *, path: str | Path | None = None
+) -> Pipeline:
+    """The tuned model of ``study``, or the saved model at ``path``, as a fitted ``Pipeline``.
 
-    A ``str`` names a study unless it is an existing model directory or ``.zip``; a ``Path`` is
-    always a model path.
+    A ``str`` is always a study name, never a folder of the working directory that happens to
+    have the same name; a saved model (a directory from ``svmhpo export`` or ``svmhpo train
+    --save``, or a model zip) is given as ``path=`` or as a :class:`~pathlib.Path`.
 
     The pipeline is the scaler fitted on the study's training split, then a
     :class:`~svmhpo.svm.estimator.HingeSVC` holding the refit's weights (for ASGD, the averaged
     iterate that was scored): ``predict``, ``decision_function`` and ``score`` take raw
     features, and ``score`` on the study's test split equals its stored ``final.test_acc``.
     """
-    if isinstance(source, Path) or _is_model_path(source):
-        return load_pipeline(source)
+    if isinstance(study, Path):
+        study, path = None, study
+    if (study is None) == (path is None):
+        raise TypeError("load_model takes a study name or path=, not both or neither")
+    if path is not None:
+        return load_pipeline(path)
     with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
-        return load_pipeline(_download(str(source), storage, Path(tmp)))
+        return load_pipeline(_download(str(study), storage, Path(tmp)))
 
 
 def export_model(name: str, out: str | Path, storage: str | None = None) -> Path:

@@ -19,24 +19,129 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from svmhpo.errors import ModelError
 from svmhpo.svm.params import SVMParams
 
-__all__ = ["FORMAT", "KIND", "META", "WEIGHTS", "load_pipeline", "read_model", "save_model", "zip_model"]
+__all__ = [
+    "FORMAT",
+    "KIND",
+    "MAX_CLASSES",
+    "MAX_FEATURES",
+    "META",
+    "WEIGHTS",
+    "ModelMeta",
+    "load_pipeline",
+    "read_model",
+    "save_model",
+    "zip_model",
+]
 
 KIND = "svmhpo.linear-svm"
 FORMAT = 1
 WEIGHTS, META = "weights.pt", "model.json"
 _KEYS = ("linear.weight", "linear.bias")
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return float(value)
+
+
+def _nonzero(value: float) -> float:
+    if value == 0:
+        raise ValueError("a scale must not be zero")
+    return value
+
+
+#: A JSON number: an integer or a float (never a string or a boolean), finite.
+Number = Annotated[StrictInt | StrictFloat, AfterValidator(_finite)]
+Scale = Annotated[StrictInt | StrictFloat, AfterValidator(_finite), AfterValidator(_nonzero)]
+Numbers = Annotated[list[Number], Field(max_length=100_000)]
+Scales = Annotated[list[Scale], Field(max_length=100_000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NoScaler(_Strict):
+    kind: Literal["none"]
+
+
+class StandardScaling(_Strict):
+    kind: Literal["standard"]
+    mean: Numbers
+    scale: Scales
+    var: Numbers
+    n_samples_seen: Annotated[int, Field(ge=0)] = 0
+
+
+class MinMaxScaling(_Strict):
+    kind: Literal["minmax"]
+    min: Numbers
+    scale: Scales
+    data_min: Numbers
+    data_max: Numbers
+    n_samples_seen: Annotated[int, Field(ge=0)] = 0
+
+
+class ModelMeta(BaseModel):
+    """``model.json``, validated strictly: exact JSON types, finite numbers, sizes within bounds.
+
+    Unknown keys are kept (a newer svmhpo may add some to the same format); the ones read are checked.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    kind: Literal["svmhpo.linear-svm"]
+    format: Literal[1]
+    classes: (
+        Annotated[list[StrictInt], Field(min_length=2, max_length=1000)]
+        | Annotated[list[StrictStr], Field(min_length=2, max_length=1000)]
+    )
+    n_features: Annotated[int, Field(ge=1, le=100_000)]
+    n_classes: Annotated[int, Field(ge=2, le=1000)]
+    scaler: Annotated[NoScaler | StandardScaling | MinMaxScaling, Field(discriminator="kind")]
+    params: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelMeta:
+        if len(self.classes) != self.n_classes:
+            raise ValueError(f"{len(self.classes)} classes listed for n_classes = {self.n_classes}")
+        if len(set(self.classes)) != len(self.classes) or list(self.classes) != sorted(self.classes):
+            raise ValueError("the classes must be distinct and sorted, in the order of the weights' rows")
+        arrays = [v for v in self.scaler.model_dump().values() if isinstance(v, list)]
+        if any(len(a) != self.n_features for a in arrays):
+            raise ValueError(f"the scaler does not have {self.n_features} features")
+        try:
+            SVMParams(**self.params)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise ValueError(f"params.{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+        return self
 
 
 def _scaler_json(scaler: StandardScaler | MinMaxScaler | None) -> dict[str, Any]:
@@ -132,60 +237,119 @@ def zip_model(directory: str | Path, archive: str | Path) -> Path:
     return archive
 
 
-def _read_files(path: Path) -> tuple[bytes, bytes]:
-    """The bytes of ``model.json`` and ``weights.pt`` from a model directory or zip."""
+#: The largest model svmhpo reads: 1,000 classes × 100,000 features (400 MB of float32 weights).
+MAX_CLASSES, MAX_FEATURES = 1000, 100_000
+#: ``model.json`` of the largest model is about 12 MB (four scaler arrays of 100,000 numbers).
+MAX_META_BYTES = 32 * 2**20
+#: What ``torch.save`` adds around the tensors (names, pickle frames, zip headers).
+WEIGHTS_OVERHEAD_BYTES = 2**20
+
+
+def _weights_limit(meta: ModelMeta) -> int:
+    """The most bytes ``weights.pt`` of a model so described can take: float64 tensors and overhead."""
+    outputs = 1 if meta.n_classes == 2 else meta.n_classes
+    return outputs * (meta.n_features + 1) * 8 + WEIGHTS_OVERHEAD_BYTES
+
+
+class _Member:
+    """One file of a saved model, in a directory or a zip, read with a size limit."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile | None, name: str) -> None:
+        self.path, self.zf, self.name = path, zf, name
+
+    def read(self, limit: int) -> bytes:
+        if self.zf is None:
+            file = self.path / self.name
+            if file.stat().st_size > limit:
+                raise ModelError(f"{self.path}: {self.name} is larger than the {limit:,} bytes a model's can be")
+            with open(file, "rb") as handle:
+                data = handle.read(limit + 1)
+        else:
+            names = self.zf.namelist()
+            if self.name not in names:
+                raise ModelError(f"{self.path}: not a saved svmhpo model (the archive has no {self.name})")
+            if names.count(self.name) > 1:
+                raise ModelError(f"{self.path}: the archive holds {self.name} {names.count(self.name)} times")
+            if self.zf.getinfo(self.name).file_size > limit:
+                raise ModelError(f"{self.path}: {self.name} is larger than the {limit:,} bytes a model's can be")
+            with self.zf.open(self.name) as handle:  # the header's size may lie: read at most one byte more
+                data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise ModelError(f"{self.path}: {self.name} is larger than the {limit:,} bytes a model's can be")
+        return data
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _parse_meta(path: Path, raw: bytes) -> ModelMeta:
     try:
-        if path.is_dir():
-            return (path / META).read_bytes(), (path / WEIGHTS).read_bytes()
-        with zipfile.ZipFile(path) as zf:  # only these two members are read: no extraction
-            return zf.read(META), zf.read(WEIGHTS)
-    except FileNotFoundError as exc:
-        missing = Path(exc.filename or "").name or "such file"
-        raise ModelError(f"{path}: not a saved svmhpo model (no {missing})") from None
-    except KeyError as exc:
-        raise ModelError(f"{path}: not a saved svmhpo model (the archive has no {exc.args[0].split()[-1]})") from None
-    except zipfile.BadZipFile:
-        raise ModelError(f"{path}: not a saved svmhpo model (neither a model directory nor a zip of one)") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror})") from None
+        data = json.loads(raw, parse_constant=_no_constants)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: {META} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelError(f"{path}: {META} is nested too deeply to be a model description") from None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind != KIND:
+        raise ModelError(f"{path}: not an svmhpo model ({META} kind {kind!r}, expected {KIND!r})")
+    if type(data.get("format")) is not int or data["format"] != FORMAT:
+        raise ModelError(f"{path}: model format {data.get('format')!r}; this svmhpo reads format {FORMAT}")
+    try:
+        return ModelMeta.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"] if not str(part).startswith(("function-", "list[")))
+        message = error["msg"].removeprefix("Value error, ")
+        raise ModelError(
+            f"{path}: {META} is incomplete or invalid ({where + ': ' if where else ''}{message})"
+        ) from None
 
 
 def read_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and metadata of a saved model, checked against each other."""
+    """The weights and metadata of a saved model, checked against each other and within bounds.
+
+    Every file is read with a size limit before it is parsed (the largest legitimate model is
+    :data:`MAX_CLASSES` × :data:`MAX_FEATURES`), ``model.json`` is checked strictly (exact types,
+    finite numbers, a non-zero scale, distinct classes of one type), and the weights must be
+    finite real tensors of the described shape. Any failure is one :class:`ModelError` line.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelError(f"{path}: no such model")
-    raw_meta, raw_weights = _read_files(path)
     try:
-        meta = json.loads(raw_meta)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: {META} is not valid JSON ({exc})") from None
-    kind = meta.get("kind") if isinstance(meta, dict) else None
-    if kind != KIND:
-        raise ModelError(f"{path}: not an svmhpo model ({META} kind {kind!r}, expected {KIND!r})")
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"{path}: model format {meta.get('format')!r}; this svmhpo reads format {FORMAT}")
+        if path.is_dir():
+            meta = _parse_meta(path, _Member(path, None, META).read(MAX_META_BYTES))
+            raw_weights = _Member(path, None, WEIGHTS).read(_weights_limit(meta))
+        else:
+            with zipfile.ZipFile(path) as zf:  # only these two members are read: no extraction
+                meta = _parse_meta(path, _Member(path, zf, META).read(MAX_META_BYTES))
+                raw_weights = _Member(path, zf, WEIGHTS).read(_weights_limit(meta))
+    except FileNotFoundError as exc:
+        missing = Path(exc.filename or "").name or "such file"
+        raise ModelError(f"{path}: not a saved svmhpo model (no {missing})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError):
+        raise ModelError(f"{path}: not a saved svmhpo model (neither a model directory nor a zip of one)") from None
+    except (OSError, zlib.error) as exc:
+        raise ModelError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         state = torch.load(io.BytesIO(raw_weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt or hostile file
         raise ModelError(f"{path}: {WEIGHTS} is not a tensor file ({str(exc).splitlines()[0]})") from None
-    try:
-        n_features, n_classes = int(meta["n_features"]), int(meta["n_classes"])
-        outputs = 1 if n_classes == 2 else n_classes
-        expected = {"linear.weight": (outputs, n_features), "linear.bias": (outputs,)}
-        if not isinstance(state, dict) or set(state) != set(_KEYS):
-            raise ModelError(f"{path}: {WEIGHTS} must hold exactly {', '.join(_KEYS)}")
-        for key, shape in expected.items():
-            if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != shape:
-                raise ModelError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
-        if len(meta["classes"]) != n_classes or n_classes < 2:
-            raise ModelError(f"{path}: {len(meta['classes'])} classes listed for n_classes = {n_classes}")
-        SVMParams(**meta["params"])
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ModelError):
-            raise
-        raise ModelError(f"{path}: {META} is incomplete or invalid ({str(exc).splitlines()[0]})") from None
-    return state, meta
+    outputs = 1 if meta.n_classes == 2 else meta.n_classes
+    expected = {"linear.weight": (outputs, meta.n_features), "linear.bias": (outputs,)}
+    if not isinstance(state, dict) or set(state) != set(_KEYS):
+        raise ModelError(f"{path}: {WEIGHTS} must hold exactly {', '.join(_KEYS)}")
+    for key, shape in expected.items():
+        tensor = state[key]
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
+            raise ModelError(f"{path}: {key} has shape {tuple(getattr(tensor, 'shape', ()))}, expected {shape}")
+        if tensor.dtype not in (torch.float32, torch.float64):
+            raise ModelError(f"{path}: {key} is {tensor.dtype}; a model's weights are real float32 or float64")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ModelError(f"{path}: {key} holds NaN or infinite values")
+    state = {k: v.to(torch.float32) for k, v in state.items()}
+    return state, meta.model_dump()
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
