@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -51,6 +52,8 @@ def _checked(kind: type, low: float | None, low_inclusive: bool, high: float | N
         except ValueError:
             expected = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if low is not None and (value < low or (value == low and not low_inclusive)):
             raise argparse.ArgumentTypeError(f"must be {'>=' if low_inclusive else '>'} {low:g}, got {text}")
         if high is not None and value > high:
@@ -75,8 +78,8 @@ def _add_setting(parser: argparse.ArgumentParser, model: type[BaseModel], name: 
     if get_origin(kind) is Literal:
         parser.add_argument(flag, choices=get_args(kind), default=info.default, help=help_text)
     else:
-        low, low_inclusive, _, _ = bounds(info)
-        parser.add_argument(flag, type=_checked(kind, low, low_inclusive), default=info.default, help=help_text)
+        low, low_inclusive, high, _ = bounds(info)
+        parser.add_argument(flag, type=_checked(kind, low, low_inclusive, high), default=info.default, help=help_text)
 
 
 def _cmd_train(args: argparse.Namespace) -> ExitStatus:
@@ -319,7 +322,7 @@ def _output_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     from svmhpo import __version__
     from svmhpo.hpo.config import StudyConfig, TrainingConfig
-    from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, FitSettings, SVMParams
+    from svmhpo.svm.params import DEFAULT_SCALING, MAX_SEED, SCALINGS, FitSettings, SVMParams
     from svmhpo.view.tables import FORMATS
 
     debug_help = "show the traceback of an error"
@@ -349,7 +352,10 @@ def _parser() -> argparse.ArgumentParser:
         "--scaling", choices=SCALINGS, default=DEFAULT_SCALING, help="feature scaling (default: %(default)s)"
     )
     train.add_argument(
-        "--seed", type=_checked(int, 0, True), default=0, help="seed of the split and the fit (default: %(default)s)"
+        "--seed",
+        type=_checked(int, 0, True, MAX_SEED),
+        default=0,
+        help="seed of the split and the fit (default: %(default)s)",
     )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.add_argument(

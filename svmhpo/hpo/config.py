@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from svmhpo.errors import ConfigError
 from svmhpo.svm.params import (
     DEFAULT_SCALING,
+    MAX_SEED,
     OPTIMIZERS,
     STRATEGIES,
     BatchSize,
@@ -58,7 +59,8 @@ BUNDLED = Path(__file__).resolve().parents[1] / "studies"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and ±inf are refused in every float (a range alone lets NaN through: it fails no comparison)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _log_range(bounds: tuple[float, float]) -> tuple[float, float]:
@@ -109,7 +111,7 @@ class WarmStartConfig(_Section):
     enabled: bool = True
     min_lr: float = Field(1e-6, gt=0)
     max_lr: float = Field(10.0, gt=0)
-    num_training: int = Field(100, ge=20)
+    num_training: int = Field(100, ge=20, le=100_000)
     weight_decay: float = Field(SVMParams().weight_decay, ge=0)
 
     @model_validator(mode="after")
@@ -132,6 +134,7 @@ class TrainingConfig(FitSettings):
     batch_trials: int = Field(
         16,
         ge=1,
+        le=65_536,
         description="trials trained side by side as one batched fit; 1 trains one trial per fit",
     )
 
@@ -150,15 +153,16 @@ class StudyConfig(_Section):
     """Everything a study needs. The ``[study]`` table's keys are the top-level fields."""
 
     name: str = Field("digits", min_length=1)
-    trials: int = Field(200, ge=1)
-    seed: int = 0
+    trials: int = Field(200, ge=1, le=10**7)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     sampler: Sampler = "tpe"
     pruner: Pruner = "median"
-    heartbeat_interval: int = Field(10, ge=1)
-    grace_period: int = 30
+    heartbeat_interval: int = Field(10, ge=1, le=3600)
+    grace_period: int = Field(30, ge=2, le=86_400)
     db_outage_limit: float = Field(
         DB_OUTAGE_LIMIT_S,
         ge=0,
+        le=86_400,
         description="seconds a database outage is waited out before the run stops (PostgreSQL, MySQL)",
     )
     data: DataConfig = DataConfig()
@@ -276,12 +280,14 @@ def load_config(source: str | Path | None = None) -> StudyConfig:
     if not path.suffix and not path.exists() and (BUNDLED / f"{source}.toml").exists():
         path = bundled_config(str(source))
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         shipped = ", ".join(bundled_configs())
         raise ConfigError(f"{path}: no such config file (shipped configs: {shipped})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text, as TOML must be (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     return _validate(_flatten(raw, str(path)), str(path))

@@ -21,6 +21,7 @@ import contextlib
 import datetime
 import fcntl
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -30,12 +31,13 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import unquote
 
 import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from svmhpo.errors import StorageError
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
@@ -53,6 +55,7 @@ __all__ = [
     "heartbeats",
     "mask_url",
     "open_storage",
+    "parse_url",
     "resolve_storage_url",
     "set_heartbeat",
     "set_outage_limit",
@@ -83,17 +86,51 @@ def resolve_storage_url(url: str | None) -> str:
     return url or os.environ.get("SVMHPO_STORAGE") or default_storage_url()
 
 
+#: Query parameters that carry a password (libpq's and the MySQL drivers' spellings).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|sslpassword|sslkey_password)=)([^&#]*)")
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for every message a user sees."""
+    """``url`` with every password replaced by ``***``, for every message a user sees.
+
+    The userinfo password (``user:secret@host``, even one holding a raw ``@``) and password
+    query parameters (``?password=secret``) are masked, and the text is not parsed as a URL
+    first, so a URL that SQLAlchemy cannot parse (a bad port) is masked too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        at = rest.rfind("@")
+        if at > 0 and ":" in rest[:at]:
+            rest = rest[: rest.index(":")] + ":***" + rest[at:]
+        url = scheme + sep + rest
+    return _SECRET_QUERY.sub(r"\1***", url)
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords written in ``url``, as written and URL-decoded."""
+    found = [m.group(2) for m in _SECRET_QUERY.finditer(url)]
+    _, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if sep and at > 0 and ":" in rest[:at]:
+        found.append(rest[rest.index(":") + 1 : at])
+    return [s for secret in found if secret for s in {secret, unquote(secret)}]
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed by SQLAlchemy, or one :class:`StorageError` line naming it (password masked)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: show it, it holds no parsable password
-        return url
+        return make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        reason = mask_in(str(exc).splitlines()[0], url)
+        raise StorageError(
+            f"{mask_url(url)}: not a valid database URL ({reason}; "
+            "e.g. sqlite:///studies.db or postgresql+psycopg://user@host:5432/db)"
+        ) from None
 
 
 def artifact_dir(url: str) -> Path:
     """Where model files and other artifacts go: beside a SQLite file, else under data_home()."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database).with_suffix(".artifacts")
     return data_home() / "artifacts"
@@ -110,7 +147,7 @@ def _sqlite_creator(database: str):
 
 
 def _engine_kwargs(url: str) -> dict:
-    parsed = make_url(url)
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
@@ -151,14 +188,9 @@ def open_storage(
     """
     url = resolve_storage_url(url)
     shown = mask_url(url)
+    kwargs = _engine_kwargs(url)
     try:
-        kwargs = _engine_kwargs(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise StorageError(
-            f"{shown}: not a valid database URL (e.g. sqlite:///studies.db or postgresql+psycopg://user@host/db)"
-        ) from None
-    try:
-        if make_url(url).get_backend_name() == "sqlite":
+        if parse_url(url).get_backend_name() == "sqlite":
             storage = RDBStorage(url, engine_kwargs=kwargs)
         else:
             storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
@@ -196,11 +228,9 @@ def set_outage_limit(storage: RDBStorage, seconds: float) -> None:
 
 def mask_in(text: str, url: str) -> str:
     """Remove the password of ``url`` from ``text`` (driver messages sometimes quote it)."""
-    try:
-        password = make_url(url).password
-    except Exception:
-        return text
-    return text.replace(str(password), "***") if password else text
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 class Heartbeats:

@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 
 __all__ = [
     "DEFAULT_SCALING",
+    "MAX_SEED",
     "OPTIMIZERS",
     "SCALINGS",
     "STRATEGIES",
@@ -51,7 +52,8 @@ DEFAULT_SCALING: Scaling = "standard"
 class _Settings(BaseModel):
     """Frozen, validated on construction, unknown names refused."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and ±inf are refused in every float: NaN passes no comparison, so a range alone lets it through
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -84,12 +86,14 @@ class SVMParams(_Settings):
 class FitSettings(_Settings):
     """The training budget of one fit (the study config's ``[training]`` section)."""
 
-    epochs: int = Field(20, ge=1, description="passes over the training data")
-    batch_size: int = Field(64, ge=1, description="samples per update")
+    epochs: int = Field(20, ge=1, le=100_000, description="passes over the training data")
+    batch_size: int = Field(64, ge=1, le=2**24, description="samples per update")
 
 
 #: The searched categorical values, for a config's ``[search] batch_size`` list.
-BatchSize = Annotated[int, Field(ge=1)]
+BatchSize = Annotated[int, Field(ge=1, le=2**24)]
+#: Seeds reach NumPy, whose seeds are unsigned 32-bit integers.
+MAX_SEED = 2**32 - 1
 
 
 def search_range(name: str) -> tuple[float, float]:
