@@ -471,6 +471,15 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _storage_failure(exc: Exception, args: argparse.Namespace) -> SvmhpoError | None:
+    """A full disk or a corrupt database file met mid-command, as one line naming the storage."""
+    if "sqlalchemy" not in sys.modules and "sqlite3" not in sys.modules:
+        return None
+    from svmhpo.hpo.storage import resolve_storage_url, storage_failure
+
+    return storage_failure(exc, resolve_storage_url(getattr(args, "storage", None)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
@@ -507,7 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `svmhpo best --json | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return ExitStatus.OK
-    except Exception:
+    except Exception as exc:
+        failure = _storage_failure(exc, args)
+        if failure is not None:
+            if args.debug:
+                traceback.print_exc()
+            print(f"svmhpo: error: {failure}", file=sys.stderr)
+            return ExitStatus.USER_ERROR
         traceback.print_exc()
         print("svmhpo: internal error: this is a bug in svmhpo; the traceback above says where", file=sys.stderr)
         return ExitStatus.INTERNAL_ERROR

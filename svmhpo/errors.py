@@ -6,7 +6,15 @@ code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DatabaseUnavailable", "ModelError", "StorageError", "SvmhpoError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DatabaseUnavailable",
+    "ModelError",
+    "OutputError",
+    "StorageError",
+    "SvmhpoError",
+]
 
 
 class SvmhpoError(Exception):
@@ -32,6 +40,10 @@ class DatabaseUnavailable(StorageError):
     def __init__(self, message: str, *, interrupted: bool = False) -> None:
         super().__init__(message)
         self.interrupted = interrupted
+
+
+class OutputError(SvmhpoError):
+    """A file or folder svmhpo was asked to write cannot be written: read-only, full, or not a folder."""
 
 
 class ModelError(SvmhpoError, ValueError):

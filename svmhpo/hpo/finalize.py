@@ -26,7 +26,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
-from svmhpo.errors import StorageError
+from svmhpo.errors import OutputError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import decode
@@ -134,11 +134,12 @@ def _save_model(
                 study_or_trial=study,
                 mimetype=MODEL_MEDIA_TYPE,
             )
-        except OSError as exc:
+        except (OSError, OutputError) as exc:
             for meta in records.model_artifacts(study):
                 if meta["artifact_id"] not in before:
                     records.drop_artifact_record(study, meta["artifact_id"])
-            raise StorageError(f"{store_dir}: cannot write the study's model ({exc.strerror})") from None
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc).rpartition(" (")[2].rstrip(")")
+            raise StorageError(f"{store_dir}: cannot write the study's model ({reason})") from None
     return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": str(store_dir / artifact_id)}
 
 

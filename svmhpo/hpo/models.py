@@ -20,6 +20,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from sklearn.pipeline import Pipeline
 
 from svmhpo.errors import DataError, ModelError
+from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
 from svmhpo.hpo.config import DataConfig
 from svmhpo.hpo.space import decode
@@ -119,11 +120,11 @@ def export_model(name: str, out: str | Path, storage: str | None = None) -> Path
         raise ModelError(f"{out}: exists and is not a directory")
     with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
         archive = _download(name, storage, Path(tmp))
-        read_model(archive)  # checked before anything is written
-        out.mkdir(parents=True, exist_ok=True)
+        read_model(archive)  # checked (and its size bounded) before anything is written
+        ensure_folder(out, "export folder")
         with zipfile.ZipFile(archive) as zf:
-            for member in (META, WEIGHTS):
-                (out / member).write_bytes(zf.read(member))
+            for member in (WEIGHTS, META):  # each whole or not at all; weights first, as save_model
+                write_atomically(out / member, zf.read(member))
     return out
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "set_budget",
     "set_config",
     "set_fail_reason",
+    "set_fail_reason_of",
     "set_final",
     "set_trial_origin",
     "set_warm_start",
@@ -263,6 +264,11 @@ def retried_from(trial: FrozenTrial) -> int | None:
 def set_fail_reason(trial: optuna.Trial, reason: str) -> None:
     """Record why a batch member failed (``study.optimize`` logs it but stores nothing)."""
     trial.set_user_attr(FAIL_REASON, reason)
+
+
+def set_fail_reason_of(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:
+    """:func:`set_fail_reason` for a trial this process does not hold (another process's, gone)."""
+    storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
 
 
 def fail_reason(trial: FrozenTrial) -> str | None:

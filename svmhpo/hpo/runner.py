@@ -25,7 +25,7 @@ from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.objective import BatchObjective, Objective
 from svmhpo.hpo.resilience import outage_in
-from svmhpo.hpo.storage import adopt_orphans, heartbeats
+from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.interrupts import raise_if_lost
 from svmhpo.svm.data import DeviceData, prepare_data, training_device
@@ -90,9 +90,11 @@ def run_trials(
     ``on_counts`` gets the study's counts as trials finish; ``on_finished`` each trial this
     process finished (complete, pruned or failed), once.
 
-    Stale trials of dead workers are failed and re-queued by the storage's heartbeat callback
-    when this process starts a trial or a batch. Returns the final counts.
+    Trials left RUNNING by processes of this host that are gone are failed and re-queued at
+    once; stale trials of other dead workers by the storage's heartbeat callback when this
+    process starts a trial or a batch. Returns the final counts.
     """
+    fail_dead_local_trials(study)
     if isinstance(objective, BatchObjective):
         return _run_batches(study, objective, timeout=timeout, on_counts=on_counts, on_finished=on_finished)
     config = objective.config

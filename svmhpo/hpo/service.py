@@ -21,10 +21,10 @@ from svmhpo.hpo.finalize import finalize
 from svmhpo.hpo.objective import make_objective
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
-from svmhpo.hpo.storage import adopt_orphans, resolve_storage_url
+from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, resolve_storage_url
 from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
 from svmhpo.hpo.warmstart import run_warm_start
-from svmhpo.hpo.workers import run_workers, visible_gpus
+from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
 from svmhpo.svm.data import DeviceData
 from svmhpo.view.catalog import summary
 from svmhpo.view.dashboard import publish
@@ -73,13 +73,16 @@ def _finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: s
 def init_study(
     config: StudyConfig, url: str | None = None, *, warm: bool = True, on_event: OnEvent | None = None
 ) -> optuna.Study:
-    """Create the study (or find it) and record the warm start, running no trials."""
+    """Create the study (or find it) and record the warm start, running no trials.
+
+    The data is loaded and checked first, as ``run`` does, so a study whose workers could not
+    load its data is never created.
+    """
     url = resolve_storage_url(url)
-    data = load_study_data(config) if warm and config.warm_start.enabled else None  # before the study: no ghost
-    if data is not None:
-        _say(on_event, _data_line(data))
+    data = load_study_data(config)  # before the study: no ghost
+    _say(on_event, _data_line(data))
     study = create_study(config, url)
-    if data is not None:
+    if warm and config.warm_start.enabled:
         _warm_start(study, data, config, on_event)
     publish(study)
     return study
@@ -167,6 +170,7 @@ def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:
     adopted: set[int] = set()
     while True:
         optuna.storages.fail_stale_trials(study)
+        fail_dead_local_trials(study)
         adopt_orphans(study, config.grace_period, adopted)
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == TrialState.RUNNING for t in trials):
@@ -200,6 +204,7 @@ def run_worker(
     ``batch_trials`` overrides the study's ``[training] batch_trials`` for this worker (a GPU
     worker can train far more trials per batch than a CPU one).
     """
+    follow_parent()  # a worker of `svmhpo run --jobs`: stop with the parent
     url = resolve_storage_url(url)
     if gpus is not None:
         devices = visible_gpus(gpus)

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import os
 import re
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import optuna
 import sqlalchemy
@@ -40,6 +40,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import URL, make_url
 
 from svmhpo.errors import StorageError
+from svmhpo.files import write_atomically
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.hpo.resilience import ResilientRDBStorage
 
@@ -52,6 +53,7 @@ __all__ = [
     "artifact_store",
     "budget_lock",
     "default_storage_url",
+    "fail_dead_local_trials",
     "heartbeats",
     "mask_url",
     "open_storage",
@@ -59,6 +61,7 @@ __all__ = [
     "resolve_storage_url",
     "set_heartbeat",
     "set_outage_limit",
+    "storage_failure",
     "study_lock",
 ]
 
@@ -136,8 +139,28 @@ def artifact_dir(url: str) -> Path:
     return data_home() / "artifacts"
 
 
+def _read_only(database: Path) -> bool:
+    """Whether an existing SQLite file cannot be written here (a read-only mount, folder or file).
+
+    WAL needs its ``-wal`` and ``-shm`` files beside the database, so a read-only folder is
+    read-only for SQLite too, even when the file itself is writable.
+    """
+    return database.is_file() and not (os.access(database, os.W_OK) and os.access(database.parent, os.W_OK))
+
+
 def _sqlite_creator(database: str):
+    """Connections with WAL and a busy timeout; on a file that cannot be written, read-only ones.
+
+    A read-only connection does not switch the journal mode (that is a write), and opens the
+    file as immutable: nothing can change it, so SQLite needs no lock or ``-shm`` file, and a
+    study on a read-only disk can still be listed, reported and used for predictions.
+    """
+    path = Path(database)
+
     def connect() -> sqlite3.Connection:
+        if _read_only(path):
+            uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+            return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
         conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -195,6 +218,8 @@ def open_storage(
         else:
             storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
+        if parse_url(url).get_backend_name() == "sqlite":
+            raise StorageError(f"{shown}: cannot open the SQLite file ({_first_line(exc)})") from None
         raise StorageError(f"{shown}: cannot connect ({mask_in(_first_line(exc), url)})") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
         raise StorageError(f"{shown}: unsupported database URL ({mask_in(_first_line(exc), url)})") from None
@@ -202,6 +227,35 @@ def open_storage(
         raise StorageError(f"{shown}: storage error ({mask_in(_first_line(exc), url)})") from None
     set_heartbeat(storage, heartbeat_interval, grace_period)
     return storage
+
+
+def storage_failure(exc: BaseException, url: str) -> StorageError | None:
+    """One line for a storage that failed mid-command, or ``None`` if ``exc`` is not such a failure.
+
+    Optuna turns every database error in a write into ``StorageInternalError`` with a message
+    about "invalid data ... exceeding max length", which says nothing about a full disk or a
+    corrupt file; the driver's own message, found in the exception's chain, does.
+    """
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return StorageError(f"{mask_url(url)}: no space left on the device")
+        if isinstance(e, (sqlite3.DatabaseError, sqlalchemy.exc.DBAPIError)):
+            text = _first_line(e)
+            if "disk is full" in text or "No space left" in text:
+                return StorageError(f"{mask_url(url)}: the disk is full ({mask_in(text, url)})")
+            if "readonly" in text or "read-only" in text:
+                return StorageError(
+                    f"{mask_url(url)}: the study database is read-only here; it can be read "
+                    "(studies, best, trials, report, predict) but trials cannot run on it"
+                )
+            if isinstance(e, sqlite3.DatabaseError) or isinstance(getattr(e, "orig", None), sqlite3.DatabaseError):
+                return StorageError(f"{mask_url(url)}: the SQLite file cannot be used ({text})")
+    return None
 
 
 def set_heartbeat(storage: RDBStorage, interval: int | None, grace_period: int | None = None) -> None:
@@ -384,22 +438,12 @@ class AtomicArtifactStore(FileSystemArtifactStore):
     """Optuna's file-system artifact store, writing each file under a temporary name and renaming it.
 
     A reader (the dashboard, ``svmhpo predict``) never sees half a model, and a process killed
-    mid-write leaves a hidden ``.upload-*`` file, not a truncated artifact.
+    mid-write leaves a hidden temporary file (:data:`svmhpo.files.TEMP_PREFIX`), not a truncated
+    artifact. A write that fails raises :class:`~svmhpo.errors.OutputError`.
     """
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
-        target = self._get_filepath(artifact_id)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(content_body, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(self._get_filepath(artifact_id), lambda out: shutil.copyfileobj(content_body, out))
 
 
 def artifact_store(url: str) -> AtomicArtifactStore:
@@ -430,3 +474,43 @@ def adopt_orphans(study: optuna.Study, grace_period: float, adopted: set[int]) -
         if (now - started).total_seconds() > grace_period:
             storage.record_heartbeat(trial._trial_id)
             adopted.add(trial._trial_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail, at once, the RUNNING trials of processes of this host that no longer exist; return their numbers.
+
+    A worker killed by SIGKILL, a full disk or a crash leaves its trials RUNNING; heartbeats
+    get them failed after the grace period by whichever process looks. A trial whose ``worker``
+    names this host and a process id that is gone needs no grace period: it is failed now and
+    re-queued with the same parameters (the storage's retry callback, as for a stale trial).
+    A reused process id only makes this wait for the heartbeat, never fail a live trial here.
+    """
+    from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
+
+    host = WORKER_ID.rpartition(":")[0]
+    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = (trial_worker(trial) or "").rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            set_fail_reason_of(storage, trial._trial_id, f"its worker {worker_host}:{pid} is gone")
+            storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
+            continue
+        failed.append(trial.number)
+        callback = getattr(storage, "failed_trial_callback", None)
+        if callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
+    return failed

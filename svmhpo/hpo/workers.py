@@ -6,6 +6,7 @@ the storage connects them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,11 +20,34 @@ from svmhpo.errors import SvmhpoError
 from svmhpo.hpo.storage import open_storage
 from svmhpo.hpo.studies import Counts, count_trials
 
-__all__ = ["WORKER_MODULE", "run_workers", "visible_gpus"]
+__all__ = ["PARENT_ENV", "WORKER_MODULE", "follow_parent", "run_workers", "visible_gpus"]
 
 #: The module the workers run as ``python -m``; :mod:`svmhpo.testing` swaps in its own.
 WORKER_MODULE = "svmhpo"
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+#: Set by :func:`run_workers` in each worker's environment: the process id of the parent it serves.
+PARENT_ENV = "SVMHPO_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def follow_parent() -> None:
+    """In a worker that :func:`run_workers` started, be interrupted when the parent dies.
+
+    The kernel sends this process SIGINT when its parent exits, even by SIGKILL (Linux's
+    parent-death signal), so the worker fails its running trials and exits as on Ctrl-C instead
+    of running on under PID 1. A parent already gone by now is noticed too. Elsewhere than Linux,
+    or outside ``run_workers``, this does nothing.
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    if os.getppid() != int(parent):  # it died before the signal was armed
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def visible_gpus(spec: str) -> list[str]:
@@ -73,7 +97,7 @@ def run_workers(
     if devices is not None and len(devices) != jobs:
         raise ValueError(f"{jobs} workers but {len(devices)} devices")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), SVMHPO_STORAGE=url)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), SVMHPO_STORAGE=url, **{PARENT_ENV: str(os.getpid())})
     command = [sys.executable, "-m", WORKER_MODULE, "worker", "--study-name", name, "--quiet"]
     if timeout is not None:
         command += ["--timeout", str(timeout)]

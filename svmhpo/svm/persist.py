@@ -17,6 +17,7 @@ tensors is read; a file of the wrong kind, format or shape fails with one :class
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -42,6 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from svmhpo.errors import ModelError
+from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.svm.params import SVMParams
 
 __all__ = [
@@ -126,6 +128,8 @@ class ModelMeta(BaseModel):
     n_classes: Annotated[int, Field(ge=2, le=1000)]
     scaler: Annotated[NoScaler | StandardScaling | MinMaxScaling, Field(discriminator="kind")]
     params: dict[str, Any]
+    #: Absent in models saved before it was added; checked when present.
+    weights_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMeta:
@@ -207,10 +211,14 @@ def save_model(
     """
     from svmhpo import __version__
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = ensure_folder(directory, "model folder")
     weights = {k: state[k].detach().cpu().contiguous() for k in _KEYS}
-    torch.save(weights, directory / WEIGHTS)
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    raw_weights = buffer.getvalue()
+    # weights first, then the description that names their hash: a kill between the two leaves
+    # a description that does not match the weights, which read_model refuses, never a mix
+    write_atomically(directory / WEIGHTS, raw_weights)
     classes = np.asarray(classes).tolist()
     meta = {
         "kind": KIND,
@@ -223,8 +231,9 @@ def save_model(
         "data": data,
         "versions": {"svmhpo": __version__, "torch": torch.__version__},
         "source": source or {},
+        "weights_sha256": hashlib.sha256(raw_weights).hexdigest(),
     }
-    (directory / META).write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomically(directory / META, json.dumps(meta, indent=2) + "\n")
     return directory
 
 
@@ -332,6 +341,8 @@ def read_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         raise ModelError(f"{path}: not a saved svmhpo model (neither a model directory nor a zip of one)") from None
     except (OSError, zlib.error) as exc:
         raise ModelError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if meta.weights_sha256 is not None and hashlib.sha256(raw_weights).hexdigest() != meta.weights_sha256:
+        raise ModelError(f"{path}: {WEIGHTS} is not the file {META} describes (its SHA-256 differs)")
     try:
         state = torch.load(io.BytesIO(raw_weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt or hostile file

@@ -17,6 +17,7 @@ import optuna
 import plotly.io as pio
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
+from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
 from svmhpo.hpo.studies import count_trials
 from svmhpo.view.plots import results_table_html, study_panels
@@ -62,8 +63,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "e
     ``plotlyjs`` is ``embed`` (the default: the page works offline, about 4.8 MB) or ``cdn``
     (a few hundred kB; plotly.js is fetched from cdn.plot.ly when the page is opened).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(out_dir, "report folder")
     counts = count_trials(study)
     parts = [
         f"<h1>Study {html.escape(study.study_name)}</h1>",
@@ -96,6 +96,4 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "e
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>svmhpo: {html.escape(study.study_name)}</title>"
         f"<style>{_STYLE}</style>{plotly_js}</head><body>{''.join(parts)}</body></html>"
     )
-    path = out / f"{records.file_safe(study.study_name)}.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_atomically(out / f"{records.file_safe(study.study_name)}.html", page)

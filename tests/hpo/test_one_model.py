@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from svmhpo.files import TEMP_PREFIX
 from svmhpo.hpo import records
 from svmhpo.hpo.storage import open_storage
 
@@ -31,13 +32,20 @@ FAULTY = textwrap.dedent("""
     def disk_full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def during_upload(fault_fn):  # the fault strikes only while the artifact store writes
+        real = storage.write_atomically
+        def write(path, content):
+            os.fsync = fault_fn
+            return real(path, content)
+        return write
+
     fault = sys.argv[1]
     if fault == "after-upload":  # the model file and record are stored; final is not
         records.set_final = die
     elif fault == "mid-write":  # the record is stored, the file written under its temporary name
-        storage.os.fsync = die  # only the artifact store syncs: the step before its rename
+        storage.write_atomically = during_upload(die)  # killed before the rename
     elif fault == "disk-full":
-        storage.os.fsync = disk_full
+        storage.write_atomically = during_upload(disk_full)
     install_noop_trainer()
     from svmhpo.cli import main
     sys.exit(main(sys.argv[2:]))
@@ -74,12 +82,12 @@ def test_a_run_that_dies_or_fails_storing_its_model_leaves_one_model_after_the_r
         if fault == "after-upload":
             assert len(files) == 1
         else:
-            assert [f for f in files if not f.startswith(".upload-")] == []  # never half a model under its name
+            assert [f for f in files if not f.startswith(TEMP_PREFIX)] == []  # never half a model under its name
     assert records.final(study) is None
     again = subprocess.run([sys.executable, "-m", "svmhpo.testing", *args], capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr
     study = _study(url)
-    files = [p for p in folder.iterdir() if not p.name.startswith(".upload-")]
+    files = [p for p in folder.iterdir() if not p.name.startswith(TEMP_PREFIX)]
     assert len(files) == 1
     if fault == "mid-write":
         _one_record(study, files[0])

@@ -112,6 +112,8 @@ def test_two_model_json_members_are_refused(tmp_path: Path, rows: Path, capsys) 
 def test_weights_must_be_finite_real_numbers(tmp_path: Path, rows: Path, capsys, weights, match: str) -> None:
     model = _saved(tmp_path)
     torch.save(weights, model / WEIGHTS)
+    _refused(model, "not the file model.json describes", capsys, rows)  # the hash catches it first
+    _with_meta(model, {k: v for k, v in _meta(model).items() if k != "weights_sha256"})  # a forged description
     _refused(model, match, capsys, rows)
 
 

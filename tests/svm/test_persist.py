@@ -87,6 +87,9 @@ class _Payload:
 def test_weights_that_are_not_plain_tensors_are_refused(tmp_path: Path, capsys) -> None:
     good = _saved(tmp_path)
     torch.save({"linear.weight": _Payload(), "linear.bias": torch.zeros(3)}, good / WEIGHTS)
+    meta = json.loads((good / META).read_text())
+    del meta["weights_sha256"]  # as a model saved before the hash, or a forged description
+    (good / META).write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"weights\.pt is not a tensor file"):
         read_model(good)
     assert "this must never run" not in capsys.readouterr().out
