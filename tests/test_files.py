@@ -166,6 +166,8 @@ def test_a_full_disk_mid_run_is_one_line_and_the_next_run_leaves_nothing_running
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name="full", storage=open_storage(url))
     assert not study.get_trials(states=(TrialState.RUNNING,))  # the dead run's trials failed at once
+    retried = {t.system_attrs.get("failed_trial") for t in study.trials}
+    assert all(t.number in retried for t in study.get_trials(states=(TrialState.FAIL,)))  # and re-queued
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) >= 60
 
 

@@ -510,7 +510,8 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
             continue
         failed.append(trial.number)
-        callback = getattr(storage, "failed_trial_callback", None)
+        get_callback = getattr(storage, "get_heartbeat_stale_trial_callback", None)  # as fail_stale_trials
+        callback = get_callback() if get_callback is not None else None
         if callback is not None:
             callback(study, storage.get_trial(trial._trial_id))
     return failed
