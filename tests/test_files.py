@@ -106,11 +106,13 @@ def test_a_study_on_a_read_only_disk_can_be_read(tmp_path: Path, small_study, tm
     url, name = small_study
     disk = tmpfs("ro", 64 * 1024)
     source = Path(url.removeprefix("sqlite:///"))
-    shutil.copy(source, disk / "r.db")
     shutil.copytree(source.with_suffix(".artifacts"), disk / "r.artifacts")
-    conn = sqlite3.connect(disk / "r.db")  # fold the WAL in: the copy is one file, still in WAL mode
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    src, dst = sqlite3.connect(source), sqlite3.connect(disk / "r.db")
+    src.backup(dst)  # the study with what its WAL holds, as one file
+    dst.execute("PRAGMA journal_mode=WAL")  # as svmhpo leaves every study file
+    dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    src.close()
+    dst.close()
     for extra in disk.glob("r.db-*"):
         extra.unlink()
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
@@ -151,13 +153,14 @@ def test_a_full_disk_mid_run_is_one_line_and_the_next_run_leaves_nothing_running
 
     wait_for(lambda: trials() > 20, timeout=120, what="trials to run", interval=0.2)
     filler = disk / "filler"
-    with open(filler, "wb") as out:  # take the rest of the disk
-        try:
-            while True:
-                out.write(bytes(65536))
-                out.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # take the rest of the disk
+    try:
+        while True:
+            os.write(fd, bytes(65536))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "the disk is full" in _one_line(err), err
