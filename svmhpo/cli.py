@@ -180,8 +180,10 @@ def _print_summary(result: dict, as_json: bool) -> None:
             f"test (refit on train+val): acc {final['test_acc']:.4f}, macro F1 {final['test_f1']:.4f}; "
             f"model {final['model_path']}"
         )
-    else:
+    elif t["complete"] + t["pruned"] < (result["budget"] or 0):
         print("test: not scored yet (the study's budget is not spent)")
+    else:
+        print("test: not scored yet: the budget is spent but no refit is stored (run the same command again to refit)")
     if base:
         print(
             f"baseline {base['model']} C={base['C']}: test acc {base['test_acc']:.4f}, macro F1 {base['test_f1']:.4f}"

@@ -22,7 +22,7 @@ from svmhpo.hpo.objective import make_objective
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, resolve_storage_url
-from svmhpo.hpo.studies import FINISHED, Counts, count_trials, create_study, load_study, study_config
+from svmhpo.hpo.studies import FINISHED, Counts, best_trial, count_trials, create_study, load_study, study_config
 from svmhpo.hpo.warmstart import run_warm_start
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
 from svmhpo.svm.data import DeviceData
@@ -149,9 +149,21 @@ def run_study(
                 f"study {study.study_name!r}: worker exit codes {codes}; "
                 f"{counts.finished} of {config.trials} trials finished"
             )
-    if counts.finished >= config.trials and (jobs > 1 or _elected_to_finalize(study, config)):
-        _finalize(study, config, data, url, on_event)
+    if counts.finished >= config.trials:
+        if jobs == 1 and not _elected_to_finalize(study, config):
+            _wait_for_final(study, config)  # the worker that finished last refits; the run ends with its model
+        _finalize(study, config, data, url, on_event)  # a no-op when the stored model is the best trial's
     return summary(study)
+
+
+def _wait_for_final(study: optuna.Study, config: StudyConfig) -> None:
+    """Wait, up to the grace period, for another process's refit of the best trial to be stored."""
+    deadline = time.monotonic() + config.grace_period
+    while time.monotonic() < deadline:
+        trial, stored = best_trial(study), records.final(study)
+        if trial is None or (stored and stored.get("trial") == trial.number):
+            return
+        time.sleep(0.5)
 
 
 def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:

@@ -54,36 +54,26 @@ def _env(epoch_s: float) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("batch_trials", [1, 16])
-def test_four_workers_started_together_sample_different_points(tmp_path: Path, study_config, batch_trials: int):
+@pytest.mark.parametrize("first", ["worker", "run"])
+def test_four_processes_started_together_sample_different_points(
+    tmp_path: Path, study_config, batch_trials: int, first: str
+):
+    """On a study ``init`` created, four processes started at one moment, as ``docker compose up
+    --scale worker=4`` starts them: four workers, or ``svmhpo run`` and three workers."""
     url = f"sqlite:///{tmp_path / 'four.db'}"
     budget = 32 if batch_trials == 1 else 64
     config = study_config("four", trials=budget, epochs=3, warm=False, pruner="none", batch_trials=batch_trials)
     init = subprocess.run([*NOOP, "init", "--config", str(config), "--storage", url], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
-    command = [*NOOP, "worker", "--study-name", "four", "--storage", url, "--quiet"]
-    procs = [subprocess.Popen(command, env=_env(0.02), stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    worker = [*NOOP, "worker", "--study-name", "four", "--storage", url, "--quiet"]
+    run = [*NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
+    commands = [run if first == "run" else worker, worker, worker, worker]
+    procs = [subprocess.Popen(c, env=_env(0.02), stderr=subprocess.PIPE, text=True) for c in commands]
     errors = [p.communicate(timeout=240)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     study = _study(url, "four")
     _assert_settled(study, budget, exact=batch_trials > 1)
     assert len({t.user_attrs["worker"] for t in study.trials}) >= 2  # they really ran side by side
-
-
-@pytest.mark.parametrize("batch_trials", [1, 16])
-def test_a_run_and_three_workers_sample_different_points(tmp_path: Path, study_config, batch_trials: int):
-    """``svmhpo run`` on a study that ``init`` created, and three workers started at the same moment."""
-    url = f"sqlite:///{tmp_path / 'mixed.db'}"
-    budget = 32 if batch_trials == 1 else 64
-    config = study_config("mixed", trials=budget, epochs=3, warm=False, pruner="none", batch_trials=batch_trials)
-    init = subprocess.run([*NOOP, "init", "--config", str(config), "--storage", url], capture_output=True, text=True)
-    assert init.returncode == 0, init.stderr
-    run = [*NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
-    worker = [*NOOP, "worker", "--study-name", "mixed", "--storage", url, "--quiet"]
-    procs = [subprocess.Popen(c, env=_env(0.02), stderr=subprocess.PIPE) for c in (run, worker, worker, worker)]
-    for p in procs:
-        _, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err
-    _assert_settled(_study(url, "mixed"), budget, exact=batch_trials > 1)
 
 
 def _exists(url: str, name: str) -> bool:

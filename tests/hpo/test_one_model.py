@@ -76,6 +76,12 @@ def test_a_run_that_dies_or_fails_storing_its_model_leaves_one_model_after_the_r
             f"svmhpo: error: {folder}: cannot write the study's model (No space left on device)"
         ]
         assert records.model_artifacts(study) == [] and files == []  # no record names a missing file
+        best = subprocess.run(
+            [sys.executable, "-m", "svmhpo", "best", "--study-name", "one", "--storage", url],
+            capture_output=True,
+            text=True,
+        )
+        assert "the budget is spent but no refit is stored" in best.stdout, best.stdout
     else:
         assert broken.returncode == -9, broken.stderr  # SIGKILL
         assert len(records.model_artifacts(study)) == 1  # the record Optuna wrote first
