@@ -27,6 +27,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from svmhpo.hpo.studies import best_trial
 from svmhpo.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +161,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
             assert trials[number].state == TrialState.FAIL
             assert [t for t in trials if t.system_attrs.get("failed_trial") == number]
         final, base = study.user_attrs["final"], study.user_attrs["baseline"]
-        assert final["trial"] == study.best_trial.number and 0.2 < final["test_acc"] <= 1
+        assert final["trial"] == best_trial(study).number and 0.2 < final["test_acc"] <= 1  # the earliest of ties
         assert base["test_acc"] > 0.2
 
         # the host reads the same study

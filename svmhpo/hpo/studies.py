@@ -78,10 +78,17 @@ def count_trials(study: optuna.Study) -> Counts:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best complete trial, or ``None`` when every trial was pruned or failed."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    """The best complete trial (the earliest of those tied), or ``None`` when every trial was pruned or failed.
+
+    Validation accuracy moves in steps of one sample, so ties are common; Optuna's own
+    ``best_trial`` then returns whichever row the database lists first, which can change between
+    two reads on PostgreSQL. svmhpo refits, reports and exports the earliest of the tied trials,
+    the same one every time.
+    """
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not complete:
         return None
-    return study.best_trial
+    return max(complete, key=lambda t: (t.value, -t.number))
 
 
 def study_config(study: optuna.Study) -> StudyConfig:

@@ -18,6 +18,7 @@ from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvalu
 from optuna.trial import TrialState
 
 from svmhpo.hpo import records
+from svmhpo.hpo.studies import best_trial
 from svmhpo.view.tables import params_text
 
 __all__ = ["Panel", "lr_finder_figure", "results_markdown", "results_table_html", "study_panels"]
@@ -79,7 +80,7 @@ def _rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     final = records.final(attrs)
     if complete:
-        best = study.best_trial
+        best = best_trial(study)
         params = params_text(best.params)
         test = (
             f"{final['test_acc']:.4f} (F1 {final['test_f1']:.4f})"

@@ -143,3 +143,14 @@ def _config(sampler: str):
     from svmhpo.hpo.config import StudyConfig
 
     return StudyConfig().replace(sampler=sampler)
+
+
+def test_ties_resolve_to_the_earliest_trial_every_time(tmp_path: Path) -> None:
+    """Validation accuracy moves in steps of one sample: tied trials are common, and the refit,
+    the report and ``best`` must name the same one, whatever order the database returns."""
+    from svmhpo.hpo.studies import best_trial
+
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 't.db'}")
+    for value in (0.5, 0.75, 0.75, 0.25, 0.75):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    assert best_trial(study).number == 1
