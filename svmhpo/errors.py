@@ -43,7 +43,15 @@ class DatabaseUnavailable(StorageError):
 
 
 class OutputError(SvmhpoError):
-    """A file or folder svmhpo was asked to write cannot be written: read-only, full, or not a folder."""
+    """A file or folder svmhpo was asked to write cannot be written: read-only, full, or not a folder.
+
+    ``reason`` is the system's word for it (``No space left on device``), for callers that
+    report the failure in their own terms.
+    """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ModelError(SvmhpoError, ValueError):

@@ -35,9 +35,10 @@ def ensure_folder(folder: str | Path, what: str = "folder") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(f"{folder}: cannot create the {what}: a file of that name is in the way") from None
+        reason = "a file of that name is in the way"
+        raise OutputError(f"{folder}: cannot create the {what}: {reason}", reason=reason) from None
     except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the {what} ({_reason(exc)})") from None
+        raise OutputError(f"{folder}: cannot create the {what} ({_reason(exc)})", reason=_reason(exc)) from None
     return folder
 
 
@@ -51,7 +52,7 @@ def write_atomically(path: str | Path, content: bytes | str | Callable[[BinaryIO
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})", reason=_reason(exc)) from None
     try:
         with os.fdopen(fd, "wb") as out:
             if callable(content):
@@ -66,7 +67,7 @@ def write_atomically(path: str | Path, content: bytes | str | Callable[[BinaryIO
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+            raise OutputError(f"{path}: cannot write ({_reason(exc)})", reason=_reason(exc)) from None
         raise
     return path
 

@@ -138,7 +138,7 @@ def _save_model(
             for meta in records.model_artifacts(study):
                 if meta["artifact_id"] not in before:
                     records.drop_artifact_record(study, meta["artifact_id"])
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc).rpartition(" (")[2].rstrip(")")
+            reason = exc.strerror if isinstance(exc, OSError) else exc.reason
             raise StorageError(f"{store_dir}: cannot write the study's model ({reason})") from None
     return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": str(store_dir / artifact_id)}
 

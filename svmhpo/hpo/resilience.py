@@ -43,7 +43,7 @@ from svmhpo.errors import DatabaseUnavailable
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
-__all__ = ["ResilientRDBStorage", "outage_in", "watching_outages"]
+__all__ = ["ResilientRDBStorage", "exception_chain", "outage_in", "watching_outages"]
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_S = 5.0
@@ -115,10 +115,10 @@ def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
     Optuna's trial loop can turn a storage error in ``tell`` into an ``UnboundLocalError`` of
     its own when it cannot read the trial back either; the outage is then found in the chain.
     """
-    return next((e for e in _chain(exc) if isinstance(e, DatabaseUnavailable)), None)
+    return next((e for e in exception_chain(exc) if isinstance(e, DatabaseUnavailable)), None)
 
 
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
     """``exc``, then what it was raised from or while handling, and so on."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -129,7 +129,7 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
 
 def _handling_interrupt() -> bool:
     """Whether this call comes from code handling Ctrl-C (``sys.exc_info`` sees up the stack)."""
-    return any(isinstance(e, KeyboardInterrupt) for e in _chain(sys.exc_info()[1]))
+    return any(isinstance(e, KeyboardInterrupt) for e in exception_chain(sys.exc_info()[1]))
 
 
 def _lost_connection(exc: BaseException) -> BaseException | None:
@@ -139,7 +139,7 @@ def _lost_connection(exc: BaseException) -> BaseException | None:
     invalid transaction is rolled back", which only says that an earlier one happened.
     """
     found: BaseException | None = None
-    for current in _chain(exc):
+    for current in exception_chain(exc):
         if isinstance(current, sqlalchemy.exc.DBAPIError) and (
             current.connection_invalidated
             or isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))

@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 from svmhpo.errors import StorageError
 from svmhpo.files import write_atomically
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
-from svmhpo.hpo.resilience import ResilientRDBStorage
+from svmhpo.hpo.resilience import ResilientRDBStorage, exception_chain
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -100,22 +100,29 @@ def mask_url(url: str) -> str:
     query parameters (``?password=secret``) are masked, and the text is not parsed as a URL
     first, so a URL that SQLAlchemy cannot parse (a bad port) is masked too.
     """
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        at = rest.rfind("@")
-        if at > 0 and ":" in rest[:at]:
-            rest = rest[: rest.index(":")] + ":***" + rest[at:]
-        url = scheme + sep + rest
+    span = _userinfo_password(url)
+    if span is not None:
+        url = url[: span[0]] + "***" + url[span[1] :]
     return _SECRET_QUERY.sub(r"\1***", url)
+
+
+def _userinfo_password(url: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host`` is in ``url`` (up to the last ``@``)."""
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    at = url.rfind("@", start)
+    colon = url.find(":", start, at) if at > start else -1
+    return (colon + 1, at) if colon >= 0 else None
 
 
 def _secrets(url: str) -> list[str]:
     """The passwords written in ``url``, as written and URL-decoded."""
     found = [m.group(2) for m in _SECRET_QUERY.finditer(url)]
-    _, sep, rest = url.partition("://")
-    at = rest.rfind("@")
-    if sep and at > 0 and ":" in rest[:at]:
-        found.append(rest[rest.index(":") + 1 : at])
+    span = _userinfo_password(url)
+    if span is not None:
+        found.append(url[span[0] : span[1]])
     return [s for secret in found if secret for s in {secret, unquote(secret)}]
 
 
@@ -236,12 +243,7 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
     about "invalid data ... exceeding max length", which says nothing about a full disk or a
     corrupt file; the driver's own message, found in the exception's chain, does.
     """
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    for e in chain:
+    for e in exception_chain(exc):
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return StorageError(f"{mask_url(url)}: no space left on the device")
         if isinstance(e, (sqlite3.DatabaseError, sqlalchemy.exc.DBAPIError)):

@@ -176,9 +176,8 @@ def _scaler(spec: dict[str, Any], n_features: int, where: str) -> StandardScaler
     kind = spec.get("kind")
     if kind == "none":
         return "passthrough"
+    # sizes, types and finiteness were checked by ModelMeta when the model was read
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in spec.items() if isinstance(v, list)}
-    if any(len(a) != n_features for a in arrays.values()):
-        raise ModelError(f"{where}: the scaler does not have {n_features} features")
     if kind == "standard":
         scaler = StandardScaler()
         scaler.mean_, scaler.scale_, scaler.var_ = arrays["mean"], arrays["scale"], arrays["var"]
