@@ -45,6 +45,8 @@ __all__ = [
     "TrainingConfig",
     "bundled_config",
     "bundled_configs",
+    "config_differences",
+    "is_data_path",
     "load_config",
     "study_identity",
 ]
@@ -81,10 +83,22 @@ def _choices(values: tuple) -> tuple:
 
 
 class DataConfig(_Section):
+    """The ``[data]`` section: the source, the split, the scaling, and how to read a table file."""
+
     source: str = "digits"
     val_size: float = Field(0.08, gt=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
     scaling: Scaling = DEFAULT_SCALING
+    label: str | None = Field(
+        None, min_length=1, description="the label column's name (default: label, target, y or class, else the last)"
+    )
+    features: tuple[str, ...] | None = Field(
+        None, min_length=1, description="the feature columns by name (default: every column but the label)"
+    )
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1, description="a table's delimiter (default: sniffed)"
+    )
+    header: bool | None = Field(None, description="whether a table's first line names its columns (default: detected)")
 
     @model_validator(mode="after")
     def _sizes(self) -> DataConfig:
@@ -290,7 +304,46 @@ def load_config(source: str | Path | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: not UTF-8 text, as TOML must be (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    return _validate(_flatten(raw, str(path)), str(path))
+    config = _validate(_flatten(raw, str(path)), str(path))
+    source = config.data.source
+    if is_data_path(source) and not Path(source).expanduser().is_absolute():
+        # relative to the config's folder, stored absolute: any working directory, any worker
+        config = config.replace(data={"source": str((path.parent / Path(source).expanduser()).resolve())})
+    return config
+
+
+def is_data_path(source: str) -> bool:
+    """Whether a ``[data] source`` is a file path rather than a data set's name (``digits``, ``synthetic:…``)."""
+    return not source.startswith("synthetic") and (bool(Path(source).suffix) or "/" in source or source.startswith("~"))
+
+
+def _leaves(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out |= _leaves(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What differs between two configs' identities (:func:`study_identity`), as ``[data] source 'a' -> 'b'``.
+
+    A source stored relative (before svmhpo stored them absolute) equals the absolute path it
+    names from the working directory.
+    """
+    old, new = _leaves(study_identity(stored)), _leaves(study_identity(wanted))
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key == "data.source" and isinstance(a, str) and isinstance(b, str) and is_data_path(a):
+            if Path(a).expanduser().resolve() == Path(b).expanduser().resolve():
+                continue
+        if a != b:
+            section, _, name = key.rpartition(".")
+            lines.append(f"[{section or 'study'}] {name} {a!r} -> {b!r}")
+    return lines
 
 
 def study_identity(raw: dict[str, Any]) -> dict[str, Any]:

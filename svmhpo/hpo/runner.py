@@ -14,21 +14,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import FrozenTrial, TrialState
 
-from svmhpo.errors import SvmhpoError
+from svmhpo.errors import DataError, SvmhpoError
 from svmhpo.hpo import records
-from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.config import StudyConfig, is_data_path
 from svmhpo.hpo.objective import BatchObjective, Objective
 from svmhpo.hpo.resilience import outage_in
 from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, heartbeats
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.interrupts import raise_if_lost
-from svmhpo.svm.data import DeviceData, prepare_data, training_device
+from svmhpo.svm.data import DeviceData, TableFormat, prepare_data, training_device
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "load_study_data", "run_trials"]
 
@@ -39,6 +40,12 @@ MAX_CONSECUTIVE_FAILURES = 5
 def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
     """Load and split the study's data once for this process, on the training device."""
     d = config.data
+    if is_data_path(d.source) and not Path(d.source).expanduser().exists():
+        # a worker on another host, or a file moved since: say which path the study names
+        raise DataError(
+            f"{d.source}: no such file on this host (the [data] source of {config.path}); "
+            "every worker needs the data file at this path"
+        )
     return prepare_data(
         d.source,
         val_size=d.val_size,
@@ -46,7 +53,14 @@ def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceDat
         seed=config.seed,
         scaling=d.scaling,
         device=device or training_device(),
+        table=table_format(config),
     )
+
+
+def table_format(config: StudyConfig) -> TableFormat:
+    """How the study's ``[data]`` section says to read a table file."""
+    d = config.data
+    return TableFormat(label=d.label, features=d.features, delimiter=d.delimiter, header=d.header)
 
 
 class _StopWhen:

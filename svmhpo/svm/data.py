@@ -22,12 +22,14 @@ from sklearn.preprocessing import LabelEncoder, MinMaxScaler, StandardScaler
 
 from svmhpo.errors import DataError
 from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, Scaling
+from svmhpo.svm.tables import TABLE_SUFFIXES, Table, TableFormat, read_features, read_table
 
 __all__ = [
     "BUILTIN",
     "DataSplit",
     "Dataset",
     "DeviceData",
+    "TableFormat",
     "TensorBatches",
     "cache_dir",
     "load_dataset",
@@ -47,11 +49,18 @@ _SYNTHETIC = re.compile(r"^synthetic(?::(\d+)x(\d+)x(\d+))?$")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features ``X`` (n × d, float32) and labels ``y`` (n,) of any type, with a display name."""
+    """Features ``X`` (n × d, float32) and labels ``y`` (n,) of any type, with a display name.
+
+    A table with a header names its features (``feature_names``) and its label column
+    (``label``); ``notes`` say what was worked out while reading it (delimiter, label column).
+    """
 
     X: np.ndarray
     y: np.ndarray
     name: str
+    feature_names: tuple[str, ...] | None = None
+    label: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def cache_dir() -> Path:
@@ -59,7 +68,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SVMHPO_CACHE", Path.home() / ".cache" / "svmhpo")).expanduser()
 
 
-def _validated(X: np.ndarray, y: np.ndarray, name: str) -> Dataset:
+def _validated(X: np.ndarray, y: np.ndarray, name: str, table: Table | None = None) -> Dataset:
     """Check shapes, finiteness and class count; return a float32 :class:`Dataset`."""
     X = np.asarray(X)
     y = np.asarray(y)
@@ -79,8 +88,11 @@ def _validated(X: np.ndarray, y: np.ndarray, name: str) -> Dataset:
         raise DataError(f"{name}: labels contain NaN or inf")
     n_classes = len(np.unique(y))
     if n_classes < 2:
-        raise DataError(f"{name}: need at least two classes; found {n_classes}")
-    return Dataset(X=X, y=y, name=name)
+        found = f"only {y[0].item()!r}" if n_classes else "none"
+        raise DataError(f"{name}: need at least two classes; found {n_classes} ({found})")
+    if table is None:
+        return Dataset(X=X, y=y, name=name)
+    return Dataset(X=X, y=y, name=name, feature_names=table.feature_names, label=table.label, notes=table.notes)
 
 
 def _synthetic(spec: str, seed: int) -> Dataset:
@@ -124,34 +136,16 @@ def _openml(name: str) -> Dataset:
     return dataset
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.loadtxt(path, delimiter=",", dtype=str, ndmin=2)
-    if rows.shape[1] < 2:
-        raise ValueError("a CSV needs at least one feature column and the label column")
-    try:
-        float(rows[0, 0])
-    except ValueError:
-        rows = rows[1:]  # a header line
-    X = rows[:, :-1].astype(np.float32)
-    return X, _parse_labels(rows[:, -1])
-
-
-def _parse_labels(labels: np.ndarray) -> np.ndarray:
-    """Integers where possible (``3`` and ``3.0`` alike), then floats, else the strings."""
-    try:
-        values = labels.astype(np.float64)
-    except ValueError:
-        return labels
-    if np.isfinite(values).all() and np.array_equal(values, np.round(values)):
-        return values.astype(np.int64)
-    return values
-
-
-def _load_file(path: Path) -> Dataset:
+def _load_file(path: Path, table: TableFormat | None) -> Dataset:
     name = str(path)
     if not path.exists():
         raise DataError(f"{name}: no such file")
+    if path.is_dir():
+        raise DataError(f"{name}: is a folder, not a data file")
     suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        read = read_table(path, table)
+        return _validated(read.X, read.y, name, read)
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
@@ -161,14 +155,13 @@ def _load_file(path: Path) -> Dataset:
                         f"{name}: an .npz data file needs arrays X and y; missing {', '.join(sorted(missing))}"
                     )
                 X, y = arrays["X"], arrays["y"]
-        elif suffix == ".csv":
-            X, y = _read_csv(path)
         elif suffix in SVMLIGHT_SUFFIXES:
             X_sparse, y = load_svmlight_file(str(path))
             X = X_sparse.toarray()
         else:
             raise DataError(
-                f"{name}: unknown file type {suffix!r}; use .npz, .csv or svmlight ({', '.join(SVMLIGHT_SUFFIXES)})"
+                f"{name}: unknown file type {suffix!r}; use .npz, a table ({', '.join(TABLE_SUFFIXES)}) "
+                f"or svmlight ({', '.join(SVMLIGHT_SUFFIXES)})"
             )
     except DataError:
         raise
@@ -178,10 +171,11 @@ def _load_file(path: Path) -> Dataset:
     return _validated(X, y, name)
 
 
-def load_dataset(source: str, *, seed: int = 0) -> Dataset:
+def load_dataset(source: str, *, seed: int = 0, table: TableFormat | None = None) -> Dataset:
     """Load a data set by name (``digits``, ``mnist``, ``fashion-mnist``, ``synthetic[:NxDxK]``) or path.
 
-    Paths ending in ``.npz`` (arrays ``X`` and ``y``), ``.csv`` (last column the label) or an
+    Paths ending in ``.npz`` (arrays ``X`` and ``y``), a table suffix (``.csv``, ``.tsv``,
+    ``.parquet``: read by :func:`~svmhpo.svm.tables.read_table` as ``table`` says) or an
     svmlight suffix are read from disk. ``seed`` only affects generated sets.
     """
     if source == "digits":
@@ -193,38 +187,52 @@ def load_dataset(source: str, *, seed: int = 0) -> Dataset:
         return _synthetic(source, seed)
     path = Path(source).expanduser()
     if path.suffix or path.exists():
-        return _load_file(path)
+        return _load_file(path, table)
     raise DataError(
         f"unknown data set {source!r}: use one of {', '.join(BUILTIN)} or a path to a .npz, .csv or svmlight file"
     )
 
 
-def load_features(source: str, n_features: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+def load_features(
+    source: str,
+    n_features: int,
+    feature_names: tuple[str, ...] | None = None,
+    label: str | None = None,
+    table: TableFormat | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Features to predict on, and labels when the source has them: ``(X, y or None, name)``.
 
-    Anything :func:`load_dataset` reads works. Besides, a ``.csv`` with exactly ``n_features``
-    columns, or an ``.npz`` with ``X`` and no ``y``, is read as features without labels.
+    A table is read by :func:`~svmhpo.svm.tables.read_features`: columns by the model's
+    ``feature_names`` when both have names, else by position, the label optional. An ``.npz``
+    with ``X`` and no ``y`` is features without labels; anything else :func:`load_dataset` reads
+    works too. The number of features is checked here, in one line.
     """
     path = Path(source).expanduser()
     name = str(path)
-    try:
-        if path.suffix.lower() == ".csv" and path.is_file():
-            rows = np.loadtxt(path, delimiter=",", dtype=str, ndmin=2)
-            try:
-                float(rows[0, 0])
-            except ValueError:
-                rows = rows[1:]  # a header line
-            if rows.shape[1] == n_features:
-                return _features_only(rows.astype(np.float32), name)
-        elif path.suffix.lower() == ".npz" and path.is_file():
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES and path.is_file():
+        read = read_features(path, n_features, feature_names, label, table)
+        X, y = _features_only(read.X, name)[0], read.y
+        if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise DataError(f"{name}: labels contain NaN or inf")
+        return X, y, name
+    if suffix == ".npz" and path.is_file():
+        try:
             with np.load(path, allow_pickle=False) as arrays:
                 if "X" in arrays.files and "y" not in arrays.files:
-                    return _features_only(arrays["X"], name)
-    except (ValueError, OSError, EOFError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise DataError(f"{name}: cannot parse ({first_line})") from None
+                    X, _, _ = _features_only(arrays["X"], name)
+                    return _checked_width(X, n_features, name), None, name
+        except (ValueError, OSError, EOFError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise DataError(f"{name}: cannot parse ({first_line})") from None
     data = load_dataset(source)
-    return data.X, data.y, data.name
+    return _checked_width(data.X, n_features, data.name), data.y, data.name
+
+
+def _checked_width(X: np.ndarray, n_features: int, name: str) -> np.ndarray:
+    if X.shape[1] != n_features:
+        raise DataError(f"{name}: {X.shape[1]} features; the model takes {n_features}")
+    return X
 
 
 def _features_only(X: np.ndarray, name: str) -> tuple[np.ndarray, None, str]:
@@ -251,6 +259,10 @@ class DataSplit:
     #: The scaler fitted on the training part (``None`` for ``scaling = "none"``): a saved model
     #: carries it, so that it predicts on raw features.
     scaler: StandardScaler | MinMaxScaler | None = None
+    #: The features' names, the label column's name and the reading notes of a table (see :class:`Dataset`).
+    feature_names: tuple[str, ...] | None = None
+    label: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -276,6 +288,9 @@ class DataSplit:
             classes=self.classes,
             name=self.name,
             scaler=self.scaler,
+            feature_names=self.feature_names,
+            label=self.label,
+            notes=self.notes,
         )
 
 
@@ -292,6 +307,9 @@ class DeviceData:
     classes: np.ndarray
     name: str
     scaler: StandardScaler | MinMaxScaler | None = None
+    feature_names: tuple[str, ...] | None = None
+    label: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -331,6 +349,7 @@ def split_dataset(
     counts = np.bincount(y)
     if counts.min() < 3:
         rare = encoder.classes_[counts.argmin()]
+        rare = rare.item() if isinstance(rare, np.generic) else rare  # 2 or 'cat', not np.int64(2)
         raise DataError(
             f"{dataset.name}: class {rare!r} has {counts.min()} samples; a stratified split needs at least 3 per class"
         )
@@ -348,7 +367,18 @@ def split_dataset(
         scaler = (StandardScaler() if scaling == "standard" else MinMaxScaler()).fit(X_train)
         X_train, X_val, X_test = (scaler.transform(a).astype(np.float32) for a in (X_train, X_val, X_test))
     return DataSplit(
-        X_train, y_train, X_val, y_val, X_test, y_test, classes=encoder.classes_, name=dataset.name, scaler=scaler
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        X_test,
+        y_test,
+        classes=encoder.classes_,
+        name=dataset.name,
+        scaler=scaler,
+        feature_names=dataset.feature_names,
+        label=dataset.label,
+        notes=dataset.notes,
     )
 
 
@@ -365,10 +395,11 @@ def prepare_data(
     seed: int = 0,
     scaling: Scaling = DEFAULT_SCALING,
     device: str | torch.device = "cpu",
+    table: TableFormat | None = None,
 ) -> DeviceData:
-    """Load, split, scale and move a data set to ``device`` in one call."""
+    """Load, split, scale and move a data set to ``device`` in one call (``table``: how to read a table file)."""
     split = split_dataset(
-        load_dataset(source, seed=seed), val_size=val_size, test_size=test_size, seed=seed, scaling=scaling
+        load_dataset(source, seed=seed, table=table), val_size=val_size, test_size=test_size, seed=seed, scaling=scaling
     )
     return split.to_device(device)
 

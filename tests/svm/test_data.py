@@ -86,11 +86,12 @@ def _write(tmp_path: Path, name: str, **arrays: np.ndarray) -> str:
         (lambda p: _write(p, "c.npz", X=np.full((4, 2), np.nan), y=np.arange(4)), "NaN or inf"),
         (lambda p: _write(p, "d.npz", X=np.zeros((4, 2)), y=np.zeros(4)), "at least two classes"),
         (lambda p: _write(p, "e.npz", features=np.zeros((4, 2))), "missing X, y"),
-        (lambda p: _text(p, "f.csv", "1,2,x\n3,oops,y\n"), "cannot parse"),
+        (lambda p: _text(p, "f.csv", "1,2,x\n3,oops,y\n"), r"row 2 \(line 2\), column 2: 'oops' is not a number"),
         (lambda p: _text(p, "g.npz", "not a zip"), "cannot parse"),
         (lambda p: _text(p, "h.svm", "1 bad:line\n"), "cannot parse"),
         (lambda p: str(p / "missing.csv"), "no such file"),
-        (lambda p: _text(p, "i.parquet", ""), "unknown file type"),
+        (lambda p: _text(p, "i.parquet", ""), "not a readable Parquet file"),
+        (lambda p: _text(p, "j.xlsx", ""), "unknown file type"),
     ],
 )
 def test_bad_data_gives_one_line_naming_the_file(tmp_path: Path, make, message: str) -> None:

@@ -1,0 +1,416 @@
+"""Tables as users write them: CSV and TSV (pandas ``to_csv``, Excel, by hand) and Parquet.
+
+A table is read with pandas, every cell as text first, so that nothing about the file is
+guessed from its first cell alone:
+
+- **the delimiter** is sniffed among ``,`` ``;`` tab and ``|`` (tab for ``.tsv``), or set
+  (``[data] delimiter``); with ``;`` a decimal comma (``1,5``) reads as a number, as Excel
+  writes it in much of Europe;
+- **the header** is the first line when it names columns (a word where the column holds
+  numbers), or when it is the ``0,1,…,n`` that ``pandas.DataFrame(X).to_csv()`` writes; or
+  set (``[data] header``);
+- **an index column** (the unnamed first column of ``to_csv()`` with its index) is dropped;
+- **the label** is the column ``[data] label`` names, else the one named ``label``, ``target``,
+  ``y`` or ``class``, else the last; for prediction, the model's feature names pick the columns
+  by name, in the model's order.
+
+Every problem is one :class:`~svmhpo.errors.DataError` line naming the file, the row (and its
+line in the file) and the column, in plain words: an empty or header-only file, a missing value,
+a cell that is not a number, a ragged line, a missing or extra column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from svmhpo.errors import DataError
+
+__all__ = ["LABEL_NAMES", "TABLE_SUFFIXES", "Table", "TableFormat", "read_features", "read_table"]
+
+#: Column names taken as the label when ``[data] label`` names none (compared without case).
+LABEL_NAMES = ("label", "target", "y", "class")
+#: File types read as tables.
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet")
+#: Cells read as a missing value (pandas' defaults, compared without case).
+MISSING = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>", "nat"})
+_DELIMITERS = ",;\t|"
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class TableFormat:
+    """How to read a table; ``None`` everywhere means: work it out from the file."""
+
+    #: The label column's name; ``None``: one named as in :data:`LABEL_NAMES`, else the last.
+    label: str | None = None
+    #: The feature columns by name, in this order; ``None``: every column but the label.
+    features: tuple[str, ...] | None = None
+    #: One character; ``None``: sniffed (tab for ``.tsv``).
+    delimiter: str | None = None
+    #: Whether the first line names the columns; ``None``: detected.
+    header: bool | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """Features as float32, labels (``None`` when the file has none), and what names them."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    #: The feature columns' names in order; ``None`` when the file names no columns.
+    feature_names: tuple[str, ...] | None
+    #: The label column's name (``None`` without a header or without labels).
+    label: str | None
+    #: What was decided about the file, for the one line said at load.
+    notes: tuple[str, ...] = field(default=())
+
+
+def _show(values: Sequence[str]) -> str:
+    shown = ", ".join(repr(str(v)) for v in values[:_MAX_LISTED])
+    return shown + (f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else "")
+
+
+def _numbers(cells: np.ndarray, decimal_comma: bool) -> np.ndarray:
+    """``cells`` (text) as float64; NaN where a cell is missing or not a number."""
+    import pandas as pd
+
+    text = pd.Series(cells, dtype=object).str.strip()
+    if decimal_comma:
+        text = text.where(text.str.contains(".", regex=False), text.str.replace(",", ".", regex=False))
+    missing = text.str.lower().isin(MISSING)
+    values = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(dtype=np.float64)
+    return values
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.strip().replace(",", "."))
+    except ValueError:
+        return False
+    return cell.strip().lower() not in MISSING
+
+
+class _Cells:
+    """A table's cells as text: column names (or ``None``), columns, and where each row is in the file."""
+
+    def __init__(
+        self,
+        path: Path,
+        names: list[str] | None,
+        columns: list[np.ndarray],
+        lines: np.ndarray | None,
+        decimal_comma: bool,
+        notes: list[str],
+    ) -> None:
+        self.path, self.names, self.columns, self.lines = path, names, columns, lines
+        self.decimal_comma, self.notes = decimal_comma, notes
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def column_name(self, j: int) -> str:
+        return repr(self.names[j]) if self.names is not None else f"{j + 1}"
+
+    def where(self, i: int, j: int) -> str:
+        line = f" (line {self.lines[i]})" if self.lines is not None else ""
+        return f"{self.path}: row {i + 1}{line}, column {self.column_name(j)}"
+
+    def features(self, order: Sequence[int]) -> np.ndarray:
+        """The columns ``order`` as a float32 matrix; the first bad cell (by row, then column) is one line."""
+        X = np.empty((self.n_rows, len(order)), dtype=np.float64)
+        first: tuple[int, int] | None = None
+        for k, j in enumerate(order):
+            X[:, k] = _numbers(self.columns[j], self.decimal_comma)
+            bad = np.flatnonzero(~np.isfinite(X[:, k]))
+            if len(bad) and (first is None or bad[0] < first[0]):
+                first = (int(bad[0]), j)
+        if first is not None:
+            i, j = first
+            cell = str(self.columns[j][i]).strip()
+            if cell.lower() in MISSING:
+                problem = "missing value" + (f" ({cell!r})" if cell else "")
+            elif _is_number(cell):
+                problem = f"{cell!r} is not a finite number"
+            else:
+                problem = f"{cell!r} is not a number"
+            raise DataError(f"{self.where(i, j)}: {problem}")
+        return X.astype(np.float32)
+
+    def labels(self, j: int) -> np.ndarray:
+        """Column ``j`` as labels: integers where all are whole numbers, else numbers, else the text."""
+        cells = np.array([str(c).strip() for c in self.columns[j]], dtype=object)
+        missing = np.flatnonzero([c.lower() in MISSING for c in cells])
+        if len(missing):
+            i = int(missing[0])
+            raise DataError(f"{self.where(i, j)}: missing label")
+        values = _numbers(cells, self.decimal_comma)
+        if np.isfinite(values).all():
+            return values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
+        return cells.astype(str)
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8 (Excel: File > Save As)"
+        ) from None
+
+
+def _sniff(path: Path, text: str, delimiter: str | None) -> str:
+    if delimiter is not None:
+        return delimiter
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "\t"
+    sample = "\n".join(text[:65536].splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        counts = {d: sample.count(d) for d in _DELIMITERS}
+        best = max(counts, key=counts.__getitem__)
+        return best if counts[best] else ","
+
+
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_text(path: Path, fmt: TableFormat) -> _Cells:
+    import pandas as pd
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    text = _decode(path, raw)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    delimiter = _sniff(path, text, fmt.delimiter)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        match = _RAGGED.search(str(exc))
+        if match:
+            expected, line, saw = match.groups()
+            raise DataError(
+                f"{path}: line {line} has {saw} fields where the lines before it have {expected} "
+                f"({_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated)"
+            ) from None
+        raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    frame = frame.fillna("")
+    blank = (frame == "").all(axis=1).to_numpy()
+    lines = np.flatnonzero(~blank) + 1
+    rows = frame.to_numpy(dtype=object)[~blank]
+    notes = []
+    if delimiter != ",":
+        notes.append(f"{_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated")
+    if rows.shape[1] < 2:
+        other = [d for d in _DELIMITERS if d != delimiter and d in text[:4096]]
+        hint = f"; is it {_DELIMITER_NAMES[other[0]]}-separated? set [data] delimiter" if other else ""
+        raise DataError(
+            f"{path}: one column found ({_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated); "
+            f"a table needs feature columns and a label{hint}"
+        )
+    header = fmt.header if fmt.header is not None else _has_header(rows)
+    names = None
+    if header:
+        names = [str(c).strip() for c in rows[0]]
+        rows, lines = rows[1:], lines[1:]
+    if len(rows) == 0:
+        raise DataError(f"{path}: a header line and no data rows" if header else f"{path}: no data rows")
+    columns = [rows[:, j].astype(str) for j in range(rows.shape[1])]
+    return _Cells(path, names, columns, lines, delimiter == ";", notes)
+
+
+def _default_names(names: list[str]) -> bool:
+    """Whether a header is ``0..n-1``, with at most a blank first cell and a label name last: pandas' own."""
+    numeric = [n for n in names if _is_number(n)]
+    if len(numeric) < 2 or len(numeric) < len(names) - 2:
+        return False
+    try:
+        values = [int(n) for n in numeric]
+    except ValueError:
+        return False
+    return (
+        len(values) >= 3
+        and values == list(range(len(values)))
+        and (all(_is_number(n) for n in names[:-1]) or (names[0] == "" and all(_is_number(n) for n in names[1:-1])))
+    )
+
+
+def _has_header(rows: np.ndarray) -> bool:
+    """Whether the first line names the columns: a word where its column holds numbers, or ``0,1,…,n``."""
+    first = [str(c).strip() for c in rows[0]]
+    rest = rows[1:51]
+    if not len(rest):  # one line: a header when it holds a word (no data row has only labels)
+        return any(cell and not _is_number(cell) for cell in first[:-1])
+    for j, cell in enumerate(first):
+        if not cell or _is_number(cell):
+            continue
+        below = [str(c).strip() for c in rest[:, j]]
+        if any(_is_number(c) for c in below):  # a word above numbers: a name
+            return True
+    if _default_names(first):
+        return True
+    # every column holds words (string labels and nothing else are rare): a header when the first line's
+    # words appear nowhere below it, e.g. ``name,species`` over ``a,cat``
+    if first and all(cell and not _is_number(cell) for cell in first) and len(rest):
+        return not any(cell in set(map(str, rest[:, j])) for j, cell in enumerate(first))
+    return False
+
+
+def _read_parquet(path: Path) -> _Cells:
+    try:
+        import pandas as pd
+
+        frame = pd.read_parquet(path)
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'svmhpo[parquet]')") from None
+    except Exception as exc:  # pyarrow raises its own kinds for a corrupt file
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    if frame.shape[0] == 0:
+        raise DataError(f"{path}: no data rows")
+    columns = [frame[c].astype(object).where(frame[c].notna(), "").astype(str).to_numpy() for c in frame.columns]
+    return _Cells(path, [str(c) for c in frame.columns], columns, None, False, [])
+
+
+def _cells(path: Path, fmt: TableFormat) -> _Cells:
+    cells = _read_parquet(path) if path.suffix.lower() == ".parquet" else _read_text(path, fmt)
+    if cells.names is not None:
+        index = cells.names[0]
+        if index == "" or index.startswith("Unnamed: 0") or index == "index":
+            cells.names, cells.columns = cells.names[1:], cells.columns[1:]
+            cells.notes.append("index column dropped")
+        if _default_names(cells.names):
+            cells.names = None  # pandas' 0..n-1: a header that names nothing
+            cells.notes.append("header of column numbers skipped")
+    if cells.names is not None:
+        duplicated = sorted({n for n in cells.names if cells.names.count(n) > 1})
+        if duplicated:
+            raise DataError(f"{path}: column {_show(duplicated)} appears more than once in the header")
+    return cells
+
+
+def _label_column(cells: _Cells, fmt: TableFormat) -> tuple[int, str]:
+    """The label column's index and how it was chosen."""
+    names = cells.names
+    if fmt.label is not None:
+        if names is None:
+            raise DataError(
+                f"{cells.path}: has no header line, so [data] label {fmt.label!r} names no column "
+                "(set [data] header = true if its first line names the columns)"
+            )
+        if fmt.label not in names:
+            near = [n for n in names if n.lower() == fmt.label.lower()]
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; columns: {_show(names)}"
+            raise DataError(f"{cells.path}: no column named {fmt.label!r} ([data] label){hint}")
+        return names.index(fmt.label), f"label column {fmt.label!r} ([data] label)"
+    if names is not None:
+        named = [j for j, n in enumerate(names) if n.lower() in LABEL_NAMES]
+        if len(named) == 1:
+            return named[0], f"label column {names[named[0]]!r}"
+        if len(named) > 1:
+            raise DataError(
+                f"{cells.path}: columns {_show([names[j] for j in named])} could each be the label; "
+                "set [data] label to the one that is"
+            )
+        return len(names) - 1, (
+            f"label: the last column, {names[-1]!r} "
+            f"(none is named {', '.join(LABEL_NAMES)}; set [data] label to choose)"
+        )
+    return len(cells.columns) - 1, "label: the last column (no column names)"
+
+
+def _pick(cells: _Cells, wanted: Sequence[str], what: str) -> list[int]:
+    assert cells.names is not None
+    missing = [n for n in wanted if n not in cells.names]
+    if missing:
+        raise DataError(f"{cells.path}: no column {_show(missing)} ({what}); columns: {_show(cells.names)}")
+    return [cells.names.index(n) for n in wanted]
+
+
+def read_table(path: str | Path, fmt: TableFormat | None = None) -> Table:
+    """Features and labels of a table to train on (see the module docstring for what is worked out)."""
+    path = Path(path)
+    fmt = fmt or TableFormat()
+    cells = _cells(path, fmt)
+    if len(cells.columns) < 2:
+        raise DataError(f"{path}: a table needs at least one feature column and a label column")
+    label, said = _label_column(cells, fmt)
+    if fmt.features is not None:
+        if cells.names is None:
+            raise DataError(f"{path}: has no header line, so [data] features cannot name its columns")
+        order = _pick(cells, fmt.features, "[data] features")
+        if label in order:
+            raise DataError(f"{path}: column {cells.names[label]!r} is both the label and a feature")
+    else:
+        order = [j for j in range(len(cells.columns)) if j != label]
+    names = None if cells.names is None else tuple(cells.names[j] for j in order)
+    X = cells.features(order)
+    y = cells.labels(label)
+    return Table(X, y, names, None if cells.names is None else cells.names[label], (*cells.notes, said))
+
+
+def read_features(
+    path: str | Path,
+    n_features: int,
+    feature_names: Sequence[str] | None = None,
+    label: str | None = None,
+    fmt: TableFormat | None = None,
+) -> Table:
+    """A table to predict on with a model of ``n_features`` features (named ``feature_names``).
+
+    With a header and a model that knows its features' names, the columns are taken by name, in
+    the model's order; a missing one, or one that is neither a feature nor the label, is refused.
+    Otherwise the columns are taken by position: ``n_features`` of them, and optionally the
+    label as one more, last (or named as in :data:`LABEL_NAMES`).
+    """
+    path = Path(path)
+    fmt = fmt or TableFormat()
+    cells = _cells(path, fmt)
+    if cells.names is not None and feature_names is not None:
+        order = _pick(cells, list(feature_names), "a feature of the model")
+        rest = [j for j in range(len(cells.names)) if j not in order]
+        label_names = {label} if label else set()
+        label_names |= {n for n in cells.names if n.lower() in LABEL_NAMES}
+        extra = [cells.names[j] for j in rest if cells.names[j] not in label_names]
+        if extra:
+            raise DataError(f"{path}: column {_show(extra)} is not a feature of the model, nor a label")
+        if len(rest) > 1:
+            raise DataError(f"{path}: columns {_show([cells.names[j] for j in rest])} could each be the label")
+        y = cells.labels(rest[0]) if rest else None
+        return Table(
+            cells.features(order),
+            y,
+            tuple(feature_names),
+            cells.names[rest[0]] if rest else None,
+            (*cells.notes, "columns taken by name"),
+        )
+    n = len(cells.columns)
+    if n == n_features:
+        return Table(cells.features(range(n)), None, None, None, tuple(cells.notes))
+    if n == n_features + 1:
+        j, said = _label_column(cells, TableFormat(label=label if cells.names and label in cells.names else None))
+        order = [k for k in range(n) if k != j]
+        return Table(cells.features(order), cells.labels(j), None, None, (*cells.notes, said))
+    raise DataError(f"{path}: {n} columns; the model takes {n_features} features (and optionally a label column)")
