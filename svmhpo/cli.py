@@ -83,38 +83,27 @@ def _add_setting(parser: argparse.ArgumentParser, model: type[BaseModel], name: 
 
 
 def _cmd_train(args: argparse.Namespace) -> ExitStatus:
-    from svmhpo.svm.data import prepare_data
     from svmhpo.svm.params import VAL_ACC, SVMParams
     from svmhpo.svm.training import fit, held_out_metrics
 
+    if args.from_study and not args.train_only:
+        return _train_from_study(args)
     if args.from_study:
         from svmhpo.hpo.models import best_fit
+        from svmhpo.hpo.runner import load_study_data
 
         best = best_fit(args.from_study, args.storage)
-        d = best.data
-        data = prepare_data(
-            d.source, val_size=d.val_size, test_size=d.test_size, seed=best.split_seed, scaling=d.scaling
-        )
+        data = load_study_data(best.config, device="cpu")
         params, epochs, batch_size, seed = best.params, best.epochs, best.batch_size, best.seed
     else:
+        from svmhpo.svm.data import prepare_data
+
         data = prepare_data(args.data, seed=args.seed, scaling=args.scaling)
         params = SVMParams(**{name: getattr(args, name) for name in SVMParams.model_fields})
         epochs, batch_size, seed = args.epochs, args.batch_size, args.seed
     module, trainer = fit(params, data, epochs=epochs, batch_size=batch_size, seed=seed)
-    if args.save:
-        from svmhpo.svm.persist import save_model
-
-        source = {"command": "train", "seed": seed} | ({"study": args.from_study} if args.from_study else {})
-        saved = save_model(
-            args.save,
-            module.net.state_dict(),
-            params=params,
-            classes=data.classes,
-            scaler=data.scaler,
-            data=data.name,
-            source=source,
-        )
-        print(f"model saved to {saved}", file=sys.stderr)
+    source = {"command": "train", "seed": seed} | ({"study": args.from_study} if args.from_study else {})
+    _save_trained(args, module, params, data, source)
     result = {
         "data": data.name,
         "params": params.as_dict(),
@@ -126,8 +115,55 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
     else:
         print(
             f"{data.name}: val_acc {result['val_acc']:.4f}, test_acc {result['test']['acc']:.4f}, "
-            f"test_f1 {result['test']['f1']:.4f}  ({', '.join(f'{k}={v}' for k, v in params.as_dict().items())})"
+            f"test_f1 {result['test']['f1']:.4f}  ({_params_line(params.as_dict())})"
         )
+    return ExitStatus.OK
+
+
+def _params_line(params: dict) -> str:
+    from svmhpo.view.tables import params_text
+
+    return params_text(params)
+
+
+def _save_trained(args: argparse.Namespace, module, params, data, source: dict) -> None:
+    if not args.save:
+        return
+    from svmhpo.svm.persist import save_model
+
+    saved = save_model(
+        args.save,
+        module.net.state_dict(),
+        params=params,
+        classes=data.classes,
+        scaler=data.scaler,
+        data=data.name,
+        source=source,
+        feature_names=data.feature_names,
+        label=data.label,
+    )
+    print(f"model saved to {saved}", file=sys.stderr)
+
+
+def _train_from_study(args: argparse.Namespace) -> ExitStatus:
+    """The study's final refit, done again: train+validation, same seed and split, scored on test."""
+    from svmhpo.hpo.service import reproduce_refit
+    from svmhpo.svm.params import SVMParams
+
+    result, module, data = reproduce_refit(args.from_study, args.storage)
+    params = result["params"]
+    decoded = SVMParams(**{k: v for k, v in params.items() if k in SVMParams.model_fields})
+    source = {"command": "train", "study": args.from_study, "trial": result["trial"], "test_acc": result["test_acc"]}
+    _save_trained(args, module, decoded, data, source)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return ExitStatus.OK
+    print(
+        f"{data.name}: trial {result['trial']} refit on train+val: test acc {result['test_acc']:.4f}, "
+        f"macro F1 {result['test_f1']:.4f}  ({_params_line(params)})"
+    )
+    if result["baseline"]:
+        _print_baseline(result["baseline"], result)
     return ExitStatus.OK
 
 
@@ -143,18 +179,32 @@ def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
 def _cmd_export(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.models import export_model
 
-    print(export_model(args.study_name, args.out, args.storage))
+    out = export_model(args.study_name, args.out, args.storage, force=args.force)
+    what = "a zip" if out.suffix.lower() == ".zip" else "a folder (model.json, weights.pt)"
+    print(
+        f"wrote the model of study {args.study_name!r} as {what}; predict --model and load_model take:", file=sys.stderr
+    )
+    print(out)
+    return ExitStatus.OK
+
+
+def _cmd_refit(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo.service import refit_study
+
+    result = refit_study(args.study_name, args.storage, on_event=lambda line: print(line, file=sys.stderr))
+    _print_summary(result, args.json)
     return ExitStatus.OK
 
 
 def _config(args: argparse.Namespace):
-    from svmhpo.hpo.config import load_config
+    from svmhpo.hpo.studies import run_config
 
-    batch_trials = getattr(args, "batch_trials", None)
-    return load_config(args.config).replace(
-        name=args.study_name,
+    return run_config(
+        args.config,
+        args.study_name,
+        args.storage,
         trials=getattr(args, "trials", None),
-        training={"batch_trials": batch_trials} if batch_trials else None,
+        batch_trials=getattr(args, "batch_trials", None),
     )
 
 
@@ -176,18 +226,31 @@ def _print_summary(result: dict, as_json: bool) -> None:
     print(f"best trial {best['trial']}: val_acc {best['val_acc']:.4f}  ({params_text(best['params'])})")
     final, base = result.get("final"), result.get("baseline")
     if final:
-        print(
-            f"test (refit on train+val): acc {final['test_acc']:.4f}, macro F1 {final['test_f1']:.4f}; "
-            f"model {final['model_path']}"
-        )
+        print(f"test (refit on train+val): acc {final['test_acc']:.4f}, macro F1 {final['test_f1']:.4f}")
+        if final.get("model") == "missing":
+            print(f"model: missing (deleted from the study, or on another host's disk); rebuild it: {final['refit']}")
+        else:
+            print(f"model: {final['model_path']}")
     elif t["complete"] + t["pruned"] < (result["budget"] or 0):
         print("test: not scored yet (the study's budget is not spent)")
     else:
         print("test: not scored yet: the budget is spent but no refit is stored (run the same command again to refit)")
     if base:
-        print(
-            f"baseline {base['model']} C={base['C']}: test acc {base['test_acc']:.4f}, macro F1 {base['test_f1']:.4f}"
-        )
+        _print_baseline(base, final)
+
+
+def _print_baseline(base: dict, final: dict | None) -> None:
+    """The LinearSVC baseline's test result, and which of the two won, in a word."""
+    line = f"baseline {base['model']} C={base['C']}: test acc {base['test_acc']:.4f}, macro F1 {base['test_f1']:.4f}"
+    if final:
+        gap = final["test_acc"] - base["test_acc"]
+        if abs(gap) < 1e-12:
+            line += "; a TIE with the tuned model on test accuracy"
+        elif gap > 0:
+            line += f"; the tuned model WINS by {100 * gap:.2f} points"
+        else:
+            line += f"; the BASELINE WINS by {-100 * gap:.2f} points: the tuned SVM is worse than LinearSVC here"
+    print(line)
 
 
 def _cmd_run(args: argparse.Namespace) -> ExitStatus:
@@ -290,7 +353,11 @@ def _cmd_best(args: argparse.Namespace) -> ExitStatus:
 def _cmd_report(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import write_study_report
 
-    print(write_study_report(args.study_name, args.storage, args.out, plotlyjs=args.plotlyjs))
+    path = write_study_report(args.study_name, args.storage, args.out, plotlyjs=args.plotlyjs, force=args.force)
+    size = os.path.getsize(path) / 2**20
+    offline = "opens offline" if args.plotlyjs == "embed" else "loads plotly.js from its CDN"
+    print(f"wrote the report of study {args.study_name!r} ({size:.1f} MB, {offline}):", file=sys.stderr)
+    print(path)
     return ExitStatus.OK
 
 
@@ -363,7 +430,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--from-study",
         metavar="NAME",
-        help="train the best trial of a study: its parameters, data, split, epochs and seed (other options ignored)",
+        help="redo the final refit of a study's best trial: train+validation, its data, split, epochs and seed, "
+        "scored on test, as `svmhpo best` shows it (other options ignored)",
+    )
+    train.add_argument(
+        "--train-only",
+        action="store_true",
+        help="with --from-study: fit on the training split only and report validation accuracy, as the trial did",
     )
     train.add_argument("--storage", help=STORAGE_HELP + "; with --from-study")
     train.add_argument("--save", metavar="DIR", help="save the trained model (weights.pt and model.json) in DIR")
@@ -379,7 +452,20 @@ def _parser() -> argparse.ArgumentParser:
     export = command("export", _cmd_export, "write a study's tuned model as a self-contained directory")
     export.add_argument("--study-name", required=True, help="the study")
     export.add_argument("--storage", help=STORAGE_HELP)
-    export.add_argument("--out", required=True, metavar="DIR", help="the directory to write (model.json, weights.pt)")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="a .zip file to write, or else a folder (model.json and weights.pt); either loads with predict --model",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace an existing file, or write into a non-empty folder"
+    )
+
+    refit = command("refit", _cmd_refit, "redo a study's final refit (same seed and split) and attach its model again")
+    refit.add_argument("--study-name", required=True, help="the study")
+    refit.add_argument("--storage", help=STORAGE_HELP)
+    refit.add_argument("--json", action="store_true", help="print the result as JSON")
 
     for name, handler, text in (
         ("run", _cmd_run, "create or continue a study and run it until its trial budget is met"),
@@ -387,7 +473,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = command(name, handler, text)
         p.add_argument(
-            "--config", help="study config (TOML), or a shipped one: digits, mnist, fashion-mnist (default: digits)"
+            "--config",
+            help="study config (TOML), or a shipped one: digits, mnist, fashion-mnist (default: the stored config "
+            "of an existing --study-name, else digits)",
         )
         p.add_argument(
             "--trials",
@@ -442,7 +530,15 @@ def _parser() -> argparse.ArgumentParser:
     report = command("report", _cmd_report, "write a self-contained HTML report of a study")
     report.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     report.add_argument("--storage", help=STORAGE_HELP)
-    report.add_argument("--out", default="reports", help="output folder (default: %(default)s/)")
+    report.add_argument(
+        "--out",
+        default="reports",
+        metavar="PATH",
+        help="a .html file to write, or a folder to write <study>.html into (default: %(default)s/)",
+    )
+    report.add_argument(
+        "--force", action="store_true", help="replace an existing file that is not this study's earlier report"
+    )
     report.add_argument(
         "--plotlyjs",
         choices=("embed", "cdn"),

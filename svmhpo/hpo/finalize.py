@@ -122,6 +122,8 @@ def _save_model(
             scaler=data.scaler,
             data=data.name,
             source={"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]},
+            feature_names=data.feature_names,
+            label=data.label,
         )
         archive = zip_model(saved, Path(tmp) / f"{records.file_safe(study.study_name)}-trial{trial.number}-model.zip")
         before = {meta["artifact_id"] for meta in records.model_artifacts(study)}
@@ -140,7 +142,8 @@ def _save_model(
                     records.drop_artifact_record(study, meta["artifact_id"])
             reason = exc.strerror if isinstance(exc, OSError) else exc.reason
             raise StorageError(f"{store_dir}: cannot write the study's model ({reason})") from None
-    return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": str(store_dir / artifact_id)}
+    path = str((store_dir / artifact_id).absolute())
+    return {"model_artifact_id": artifact_id, "model_file": archive.name, "model_path": path}
 
 
 def _is_model(meta: dict) -> bool:
@@ -164,14 +167,17 @@ def _drop_other_models(study: optuna.Study, url: str, keep: str | None) -> int:
     return dropped
 
 
-def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str) -> dict | None:
+def finalize(
+    study: optuna.Study, config: StudyConfig, data: DeviceData, url: str, *, force: bool = False
+) -> dict | None:
     """Store ``final`` and ``baseline`` on the study unless they already describe the best trial.
 
     Exactly one model per study, whichever processes get here and in whatever order: the whole
     step holds the study's ``finalize`` lock (:func:`~svmhpo.hpo.storage.study_lock`), so a
     second process waits and then finds ``final`` describing the best trial; and any other model
     artifact (left by a process killed between its upload and ``final``) is removed. A ``final``
-    whose model artifact is gone (deleted in the dashboard) is refit.
+    whose model artifact is gone (deleted in the dashboard) is refit; ``force`` refits in any
+    case (``svmhpo refit``: the same seed and split give the same model and test score).
 
     Returns the ``final`` record, or ``None`` when no trial completed.
     """
@@ -181,7 +187,8 @@ def finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: st
             return None
         stored = records.final(study)
         live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
-        if not (stored and stored.get("trial") == trial.number and stored.get("model_artifact_id") in live):
+        current = stored and stored.get("trial") == trial.number and stored.get("model_artifact_id") in live
+        if force or not current:
             result, module = refit_best(trial, config, data)
             result.update(_save_model(study, trial, module, data, url, result))
             if records.baseline(study) is None:

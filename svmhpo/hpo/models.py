@@ -8,6 +8,7 @@ and returns a fitted ``Pipeline(scaler, HingeSVC)`` that predicts on raw feature
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import zipfile
@@ -19,13 +20,13 @@ from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from sklearn.pipeline import Pipeline
 
-from svmhpo.errors import DataError, ModelError
+from svmhpo.errors import DataError, ModelError, OutputError
 from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
-from svmhpo.hpo.config import DataConfig
+from svmhpo.hpo.config import DataConfig, StudyConfig
 from svmhpo.hpo.space import decode
-from svmhpo.hpo.storage import artifact_dir, artifact_store, resolve_storage_url
-from svmhpo.hpo.studies import best_trial, open_study, study_config
+from svmhpo.hpo.storage import artifact_store, resolve_storage_url
+from svmhpo.hpo.studies import best_trial, model_state, open_study, refit_command, study_config
 from svmhpo.svm.data import load_features
 from svmhpo.svm.params import SVMParams
 from svmhpo.svm.persist import META, WEIGHTS, load_pipeline, read_model
@@ -45,6 +46,7 @@ class BestFit:
     seed: int
     data: DataConfig
     split_seed: int
+    config: StudyConfig
 
 
 def best_fit(name: str, storage: str | None = None) -> BestFit:
@@ -64,29 +66,39 @@ def best_fit(name: str, storage: str | None = None) -> BestFit:
         seed=records.trial_seed(trial, config.seed + trial.number),
         data=config.data,
         split_seed=config.seed,
+        config=config,
     )
 
 
 def _download(name: str, storage: str | None, into: Path) -> Path:
     """Fetch study ``name``'s model zip into the folder ``into``; return the file."""
     url = resolve_storage_url(storage)
-    final = records.final(open_study(name, url))
-    if not final or "model_artifact_id" not in final:
+    study = open_study(name, url)
+    state, path = model_state(study, url)
+    if state == "none":
         raise ModelError(f"study {name!r} has no tuned model yet: its budget is not met or no trial completed")
-    store_dir = artifact_dir(url)
+    if state == "missing":
+        raise ModelError(
+            f"study {name!r}: its model is missing (deleted, or not at {path}); rebuild it with: "
+            f"{refit_command(name, storage)}"
+        )
     target = into / "model.zip"
     try:
         download_artifact(
             artifact_store=artifact_store(url),
             file_path=str(target),
-            artifact_id=final["model_artifact_id"],
+            artifact_id=records.final(study)["model_artifact_id"],
         )
     except (ArtifactNotFound, FileNotFoundError):
         raise ModelError(
-            f"study {name!r}: its model artifact {final['model_artifact_id']} is not in {store_dir} "
-            "(a model written on another machine is reachable only through a shared artifact directory)"
+            f"study {name!r}: its model is missing (not at {path}); rebuild it with: {refit_command(name, storage)}"
         ) from None
     return target
+
+
+def _is_path(study: str) -> bool:
+    """Whether a ``str`` given as a study names a saved model instead: a path with a folder part that exists."""
+    return (os.sep in study or study.startswith("~")) and Path(study).expanduser().exists()
 
 
 def load_model(
@@ -94,16 +106,18 @@ def load_model(
 ) -> Pipeline:
     """The tuned model of ``study``, or the saved model at ``path``, as a fitted ``Pipeline``.
 
-    A ``str`` is always a study name, never a folder of the working directory that happens to
-    have the same name; a saved model (a directory from ``svmhpo export`` or ``svmhpo train
-    --save``, or a model zip) is given as ``path=`` or as a :class:`~pathlib.Path`.
+    A saved model (a directory from ``svmhpo export`` or ``svmhpo train --save``, a model zip,
+    or the path ``svmhpo best`` prints) is given as ``path=``, as a :class:`~pathlib.Path`, or
+    as a ``str`` with a folder part (``/``) that exists; any other ``str`` is a study name, so
+    a folder of the working directory named like a study is never taken for it.
 
     The pipeline is the scaler fitted on the study's training split, then a
     :class:`~svmhpo.svm.estimator.HingeSVC` holding the refit's weights (for ASGD, the averaged
     iterate that was scored): ``predict``, ``decision_function`` and ``score`` take raw
     features, and ``score`` on the study's test split equals its stored ``final.test_acc``.
+    When the data named its columns, the pipeline's ``feature_names_in_`` are those names.
     """
-    if isinstance(study, Path):
+    if isinstance(study, Path) or (isinstance(study, str) and storage is None and _is_path(study)):
         study, path = None, study
     if (study is None) == (path is None):
         raise TypeError("load_model takes a study name or path=, not both or neither")
@@ -113,14 +127,33 @@ def load_model(
         return load_pipeline(_download(str(study), storage, Path(tmp)))
 
 
-def export_model(name: str, out: str | Path, storage: str | None = None) -> Path:
-    """Write study ``name``'s model into the directory ``out`` (``model.json`` and ``weights.pt``)."""
+def _check_target(out: Path, force: bool) -> None:
+    """Refuse to replace a file, or to write into a folder that holds anything, unless ``force``."""
+    if force or not out.exists():
+        return
+    if out.is_dir():
+        if any(out.iterdir()):
+            raise OutputError(f"{out}: the folder is not empty; pass --force to write the model into it anyway")
+    else:
+        raise OutputError(f"{out}: exists; pass --force to replace it")
+
+
+def export_model(name: str, out: str | Path, storage: str | None = None, *, force: bool = False) -> Path:
+    """Write study ``name``'s model to ``out``: a zip when it ends in ``.zip``, else a directory
+    (``model.json`` and ``weights.pt``). An existing file, or a folder that holds anything, is
+    replaced only with ``force``."""
     out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out}: exists and is not a directory")
+    as_zip = out.suffix.lower() == ".zip"
+    if as_zip and out.is_dir():
+        raise OutputError(f"{out}: is a folder; name a zip file, or a folder without .zip")
+    if not as_zip and out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; name a folder, or a file ending in .zip")
+    _check_target(out, force)
     with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
         archive = _download(name, storage, Path(tmp))
         read_model(archive)  # checked (and its size bounded) before anything is written
+        if as_zip:
+            return write_atomically(out, archive.read_bytes())
         ensure_folder(out, "export folder")
         with zipfile.ZipFile(archive) as zf:
             for member in (WEIGHTS, META):  # each whole or not at all; weights first, as save_model
@@ -131,13 +164,19 @@ def export_model(name: str, out: str | Path, storage: str | None = None) -> Path
 def predict_file(model: Pipeline, source: str, out: str | Path | None = None) -> str:
     """Predict the labels of ``source`` (see :func:`~svmhpo.svm.data.load_features`) with ``model``.
 
+    A table's columns are matched to the model's features by name when both have names.
+
     Writes a CSV with a ``label`` header and one label per row to ``out``, or to stdout, and
     returns a one-line summary, with accuracy and macro F1 when ``source`` carries labels.
     """
-    n_features = model.named_steps["svm"].n_features_in_
-    X, y, name = load_features(source, n_features)
-    if X.shape[1] != n_features:
-        raise DataError(f"{name}: {X.shape[1]} features, the model takes {n_features}")
+    svc = model.named_steps["svm"]
+    names = getattr(model, "feature_names_in_", None)
+    names = None if names is None else tuple(str(n) for n in names)
+    X, y, name = load_features(source, svc.n_features_in_, names, getattr(svc, "label_name_", None))
+    if names is not None:  # in the model's column order already; named, as the pipeline was fitted
+        import pandas as pd
+
+        X = pd.DataFrame(X, columns=list(names))
     labels = model.predict(X)
     text = "label\n" + "".join(f"{label}\n" for label in labels)
     if out is None:

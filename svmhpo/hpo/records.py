@@ -36,6 +36,7 @@ import json
 import os
 import re
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -50,6 +51,7 @@ __all__ = [
     "budget",
     "diverged",
     "drop_artifact_record",
+    "features",
     "file_safe",
     "final",
     "is_warm_start",
@@ -62,6 +64,7 @@ __all__ = [
     "set_config",
     "set_fail_reason",
     "set_fail_reason_of",
+    "set_features",
     "set_final",
     "set_trial_origin",
     "set_warm_start",
@@ -79,6 +82,7 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 # study user attributes
 METRIC_NAME = "metric"
+FEATURES = "features"
 BUDGET = "budget"
 DATA = "data"
 WARM_START = "warm_start"
@@ -87,6 +91,7 @@ BASELINE = "baseline"
 # study system attributes
 CONFIG = "svmhpo:config"
 LR_FINDER = "svmhpo:lr_finder"
+FEATURE_NAMES = "svmhpo:feature_names"
 # the user attributes of the first layout
 OLD_CONFIG = "config"
 # Optuna's study system attributes, one per artifact
@@ -143,6 +148,23 @@ def set_config(study: optuna.Study, config: dict[str, Any]) -> None:
     study.set_user_attr(METRIC_NAME, METRIC)
     study.set_user_attr(DATA, (config.get("data") or {}).get("source"))
     study.set_user_attr(BUDGET, config.get("trials"))
+
+
+def features(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
+    """The data's columns, human-sized: ``count``, ``named`` (whether the data names them) and ``label``."""
+    return _attrs(holder).get(FEATURES)
+
+
+def feature_names(study: optuna.Study) -> list[str] | None:
+    """The data's feature names in column order, or ``None`` when the data names none."""
+    return _system_attrs(study).get(FEATURE_NAMES)
+
+
+def set_features(study: optuna.Study, count: int, names: Sequence[str] | None, label: str | None) -> None:
+    """Record the data's columns: their count and label on the study (as the dashboard shows them), the names beside."""
+    if names is not None:
+        _set_system_attr(study, FEATURE_NAMES, list(names))
+    study.set_user_attr(FEATURES, {"count": count, "named": names is not None, "label": label})
 
 
 def budget(holder: optuna.Study | Attrs) -> int | None:

@@ -12,24 +12,34 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
-from svmhpo.hpo.finalize import finalize
+from svmhpo.hpo.finalize import finalize, refit_best
 from svmhpo.hpo.objective import make_objective
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, resolve_storage_url
-from svmhpo.hpo.studies import FINISHED, Counts, best_trial, count_trials, create_study, load_study, study_config
+from svmhpo.hpo.studies import (
+    FINISHED,
+    Counts,
+    best_trial,
+    count_trials,
+    create_study,
+    load_study,
+    open_study,
+    study_config,
+)
 from svmhpo.hpo.warmstart import run_warm_start
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
 from svmhpo.svm.data import DeviceData
 from svmhpo.view.catalog import summary
 from svmhpo.view.dashboard import publish
 
-__all__ = ["init_study", "run_study", "run_worker"]
+__all__ = ["init_study", "refit_study", "reproduce_refit", "run_study", "run_worker"]
 
 #: Receives one line per phase of a run (data loaded, the warm start, the trials, the refit).
 OnEvent = Callable[[str], None]
@@ -43,7 +53,7 @@ def _say(on_event: OnEvent | None, text: str) -> None:
 def _data_line(data: DeviceData) -> str:
     return (
         f"data {data.name}: {len(data.x_train)} train, {len(data.x_val)} validation, {len(data.x_test)} test samples; "
-        f"{data.n_features} features, {data.n_classes} classes"
+        f"{data.n_features} features, {data.n_classes} classes" + "".join(f"; {note}" for note in data.notes)
     )
 
 
@@ -64,10 +74,26 @@ def _trials_line(study: optuna.Study, config: StudyConfig, workers: str) -> str:
     return f"trials: {counts.finished} of {config.trials} finished; running the rest, {per}, {workers}"
 
 
-def _finalize(study: optuna.Study, config: StudyConfig, data: DeviceData, url: str, on_event: OnEvent | None) -> None:
+def _finalize(
+    study: optuna.Study,
+    config: StudyConfig,
+    data: DeviceData,
+    url: str,
+    on_event: OnEvent | None,
+    *,
+    force: bool = False,
+) -> None:
     _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
-    finalize(study, config, data, url)
+    finalize(study, config, data, url, force=force)
     publish(study)
+
+
+def _create(config: StudyConfig, url: str, data: DeviceData) -> optuna.Study:
+    """Create (or continue) the study, recording its data's columns the first time."""
+    study = create_study(config, url)
+    if records.features(study) is None:
+        records.set_features(study, data.n_features, data.feature_names, data.label)
+    return study
 
 
 def init_study(
@@ -81,7 +107,7 @@ def init_study(
     url = resolve_storage_url(url)
     data = load_study_data(config)  # before the study: no ghost
     _say(on_event, _data_line(data))
-    study = create_study(config, url)
+    study = _create(config, url, data)
     if warm and config.warm_start.enabled:
         _warm_start(study, data, config, on_event)
     publish(study)
@@ -125,7 +151,7 @@ def run_study(
     # no empty study behind.
     data = load_study_data(config)
     _say(on_event, _data_line(data))
-    study = create_study(config, url)
+    study = _create(config, url, data)
     if warm and config.warm_start.enabled:
         _warm_start(study, data, config, on_event)
     publish(study)
@@ -153,7 +179,7 @@ def run_study(
         if jobs == 1 and not _elected_to_finalize(study, config):
             _wait_for_final(study, config)  # the worker that finished last refits; the run ends with its model
         _finalize(study, config, data, url, on_event)  # a no-op when the stored model is the best trial's
-    return summary(study)
+    return summary(study, url)
 
 
 def _wait_for_final(study: optuna.Study, config: StudyConfig) -> None:
@@ -233,7 +259,7 @@ def run_worker(
         )
         if any(codes):
             raise SvmhpoError(f"study {name!r}: GPU worker exit codes {codes} (GPUs {', '.join(devices)})")
-        return summary(study)
+        return summary(study, url)
     study = load_study(name, url)
     config = study_config(study)
     if batch_trials is not None:
@@ -245,4 +271,40 @@ def run_worker(
     counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     if counts.finished >= config.trials and _elected_to_finalize(study, config):
         _finalize(study, config, data, url, on_event)
-    return summary(study)
+    return summary(study, url)
+
+
+def refit_study(name: str, url: str | None = None, *, on_event: OnEvent | None = None) -> dict[str, Any]:
+    """Redo study ``name``'s final refit from its best trial (same seed and split) and attach the model again.
+
+    The way back when the model was deleted (optuna-dashboard's delete button) or lives on a
+    disk this host cannot see: the same seed and split give the same weights and test score.
+    Returns :func:`~svmhpo.view.catalog.summary` of the study.
+    """
+    url = resolve_storage_url(url)
+    study = open_study(name, url)
+    if best_trial(study) is None:
+        raise SvmhpoError(f"study {name!r} has no completed trial to refit")
+    config = study_config(study)
+    data = load_study_data(config)
+    _say(on_event, _data_line(data))
+    _finalize(study, config, data, url, on_event, force=True)
+    return summary(study, url)
+
+
+def reproduce_refit(name: str, url: str | None = None) -> tuple[dict[str, Any], torch.nn.Module, DeviceData]:
+    """Fit study ``name``'s best trial as its final refit did (train+validation, same seed and
+    split), scored on the test split, without touching the study: ``svmhpo train --from-study``.
+
+    Returns the result (the numbers ``svmhpo best`` shows, for the same trial), the module and the data.
+    """
+    study = open_study(name, url)
+    trial = best_trial(study)
+    if trial is None:
+        raise SvmhpoError(f"study {name!r} has no completed trial yet")
+    config = study_config(study)
+    data = load_study_data(config)
+    result, module = refit_best(trial, config, data)
+    result["study"] = name
+    result["baseline"] = records.baseline(study)
+    return result, module, data

@@ -8,14 +8,16 @@ reads the config back.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
-from svmhpo.hpo.config import StudyConfig, study_identity
+from svmhpo.hpo.config import StudyConfig, config_differences, load_config
 from svmhpo.hpo.space import make_pruner, make_sampler
 from svmhpo.hpo.storage import (
     artifact_dir,
@@ -35,7 +37,10 @@ __all__ = [
     "create_study",
     "delete_study",
     "load_study",
+    "model_state",
     "open_study",
+    "refit_command",
+    "run_config",
     "study_config",
 ]
 
@@ -157,10 +162,11 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
     wanted = config.to_dict()
     if stored is None:
         records.set_config(study, wanted)
-    elif study_identity(stored) != study_identity(wanted):
+    elif differences := config_differences(stored, wanted):
+        shown = "; ".join(differences[:4]) + (f"; and {len(differences) - 4} more" if len(differences) > 4 else "")
         raise ConfigError(
-            f"{config.path}: study {config.name!r} already exists with a different config; "
-            "use another study name or the config it was created with"
+            f"{config.path}: study {config.name!r} already exists with another config ({shown}); "
+            "leave out --config to continue it with its own, or use another study name"
         )
     elif stored.get("trials") != config.trials:
         finished = count_trials(study).finished
@@ -171,6 +177,55 @@ def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
             )
         records.set_budget(study, config.trials)
     return study
+
+
+def run_config(
+    config: str | None,
+    name: str | None = None,
+    url: str | None = None,
+    *,
+    trials: int | None = None,
+    batch_trials: int | None = None,
+) -> StudyConfig:
+    """The config a run of study ``name`` uses, with this run's ``trials`` and ``batch_trials``.
+
+    With a ``config`` (a TOML path or a shipped config's name) it is that file's (and a study
+    that exists with another config is refused when the run starts). Without one, an existing
+    study ``name`` continues with the config stored on it; a new one gets the default
+    (``digits``).
+    """
+    if config is None and name is not None:
+        storage = open_storage(url)
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            study = None
+        if study is not None:
+            return study_config(study).replace(
+                trials=trials, training={"batch_trials": batch_trials} if batch_trials else None
+            )
+    return load_config(config).replace(
+        name=name, trials=trials, training={"batch_trials": batch_trials} if batch_trials else None
+    )
+
+
+def refit_command(name: str, storage: str | None = None) -> str:
+    """The command that rebuilds study ``name``'s model (``svmhpo refit``), ready to paste."""
+    command = f"svmhpo refit --study-name {shlex.quote(name)}"
+    return command + (f" --storage {shlex.quote(mask_url(storage))}" if storage else "")
+
+
+def model_state(study: optuna.Study, url: str) -> tuple[str, str | None]:
+    """Where the study's model is: ``("none", None)`` before its refit, ``("live", path)``, or
+    ``("missing", path)`` when its artifact was deleted (optuna-dashboard's delete button) or its
+    file is not in the artifact folder."""
+    final = records.final(study)
+    if not final or "model_artifact_id" not in final:
+        return "none", None
+    artifact_id = final["model_artifact_id"]
+    path = str((artifact_dir(url) / artifact_id).absolute())
+    live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
+    return ("live" if artifact_id in live and Path(path).is_file() else "missing"), path
 
 
 def delete_study(name: str, url: str | None = None) -> int:

@@ -136,6 +136,22 @@ class HingeSVC(ClassifierMixin, BaseEstimator):
         estimator.n_features_in_ = n_features
         return estimator
 
+    def _weights(self) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "module_")
+        with torch.no_grad(), self.module_.averaged_weights():
+            linear = self.module_.net.linear
+            return linear.weight.detach().cpu().numpy().copy(), linear.bias.detach().cpu().numpy().copy()
+
+    @property
+    def coef_(self) -> np.ndarray:
+        """Weights, as ``LinearSVC`` has them: shape (1, d) for two classes, (K, d) otherwise."""
+        return self._weights()[0]
+
+    @property
+    def intercept_(self) -> np.ndarray:
+        """Biases: shape (1,) for two classes, (K,) otherwise."""
+        return self._weights()[1]
+
     def _logits(self, X) -> torch.Tensor:
         check_is_fitted(self, "module_")
         X = validate_data(self, X, dtype=np.float32, reset=False)

@@ -7,8 +7,9 @@ A model is a directory (or a zip of one, as studies store it) with two files:
   and nothing else;
 - ``model.json``: what the weights mean. ``kind`` and ``format``, the classes in output order,
   the scaler fitted on the training split (``standard`` with ``mean``/``scale``, ``minmax`` with
-  ``min``/``scale``, or ``none``), the hyperparameters, the data's shape and name, the versions
-  of svmhpo and torch, and where the model came from (``source``).
+  ``min``/``scale``, or ``none``), the hyperparameters, the data's shape and name, its feature
+  names and label column (when the data named them), the versions of svmhpo and torch, and
+  where the model came from (``source``).
 
 :func:`load_pipeline` turns it into a fitted scikit-learn ``Pipeline`` (scaler, then
 :class:`~svmhpo.svm.estimator.HingeSVC`) that predicts on raw features. Nothing but JSON and
@@ -23,6 +24,7 @@ import json
 import math
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
 from svmhpo.errors import ModelError
 from svmhpo.files import ensure_folder, write_atomically
@@ -130,6 +132,10 @@ class ModelMeta(BaseModel):
     params: dict[str, Any]
     #: Absent in models saved before it was added; checked when present.
     weights_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    #: The features' names in the weights' column order, when the data named them.
+    feature_names: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=100_000)] | None = None
+    #: The label column's name, when the data named it.
+    label: Annotated[str, Field(max_length=1000)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMeta:
@@ -137,6 +143,11 @@ class ModelMeta(BaseModel):
             raise ValueError(f"{len(self.classes)} classes listed for n_classes = {self.n_classes}")
         if len(set(self.classes)) != len(self.classes) or list(self.classes) != sorted(self.classes):
             raise ValueError("the classes must be distinct and sorted, in the order of the weights' rows")
+        if self.feature_names is not None:
+            if len(self.feature_names) != self.n_features:
+                raise ValueError(f"{len(self.feature_names)} feature names for n_features = {self.n_features}")
+            if len(set(self.feature_names)) != len(self.feature_names):
+                raise ValueError("the feature names must be distinct")
         arrays = [v for v in self.scaler.model_dump().values() if isinstance(v, list)]
         if any(len(a) != self.n_features for a in arrays):
             raise ValueError(f"the scaler does not have {self.n_features} features")
@@ -171,11 +182,23 @@ def _scaler_json(scaler: StandardScaler | MinMaxScaler | None) -> dict[str, Any]
     raise TypeError(f"cannot save a {type(scaler).__name__}")
 
 
-def _scaler(spec: dict[str, Any], n_features: int, where: str) -> StandardScaler | MinMaxScaler | str:
-    """A fitted scaler rebuilt from its JSON form (the fitted attributes, exactly as saved)."""
+def _scaler(
+    spec: dict[str, Any], n_features: int, where: str, feature_names: list[str] | None = None
+) -> StandardScaler | MinMaxScaler | FunctionTransformer:
+    """A fitted scaler rebuilt from its JSON form (the fitted attributes, exactly as saved).
+
+    Without scaling it is an identity step that checks the features' count and names all the
+    same. With ``feature_names`` the step holds them as ``feature_names_in_``, so that the
+    pipeline checks a DataFrame's columns as a scikit-learn pipeline fitted on one does.
+    """
     kind = spec.get("kind")
+    scaler: StandardScaler | MinMaxScaler | FunctionTransformer
     if kind == "none":
-        return "passthrough"
+        scaler = FunctionTransformer(validate=True)
+        scaler.n_features_in_ = n_features
+        if feature_names is not None:
+            scaler.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        return scaler
     # sizes, types and finiteness were checked by ModelMeta when the model was read
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in spec.items() if isinstance(v, list)}
     if kind == "standard":
@@ -190,6 +213,8 @@ def _scaler(spec: dict[str, Any], n_features: int, where: str) -> StandardScaler
         raise ModelError(f"{where}: unknown scaler {kind!r}")
     scaler.n_features_in_ = n_features
     scaler.n_samples_seen_ = spec.get("n_samples_seen", 0)
+    if feature_names is not None:
+        scaler.feature_names_in_ = np.asarray(feature_names, dtype=object)
     return scaler
 
 
@@ -202,11 +227,14 @@ def save_model(
     scaler: StandardScaler | MinMaxScaler | None,
     data: str = "",
     source: dict[str, Any] | None = None,
+    feature_names: Sequence[str] | None = None,
+    label: str | None = None,
 ) -> Path:
     """Write ``weights.pt`` and ``model.json`` into ``directory`` (created if needed); return it.
 
     ``state`` is a ``LinearSVM`` state dict holding the weights that were scored (for ASGD, the
-    averaged iterate, which a fit folds into its parameters).
+    averaged iterate, which a fit folds into its parameters). ``feature_names`` and ``label``
+    name the data's columns, so that a table to predict on is matched by name.
     """
     from svmhpo import __version__
 
@@ -231,6 +259,8 @@ def save_model(
         "versions": {"svmhpo": __version__, "torch": torch.__version__},
         "source": source or {},
         "weights_sha256": hashlib.sha256(raw_weights).hexdigest(),
+        "feature_names": None if feature_names is None else [str(n) for n in feature_names],
+        "label": label,
     }
     write_atomically(directory / META, json.dumps(meta, indent=2) + "\n")
     return directory
@@ -363,10 +393,16 @@ def read_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """A fitted ``Pipeline(scaler, HingeSVC)`` from a saved model directory or zip."""
+    """A fitted ``Pipeline(scaler, HingeSVC)`` from a saved model directory or zip.
+
+    The pipeline's ``feature_names_in_`` are the data's column names when it had some (a
+    DataFrame passed to it must have those columns, in that order); ``svm.label_name_`` is the
+    label column's name, or ``None``.
+    """
     from svmhpo.svm.estimator import HingeSVC
 
     state, meta = read_model(path)
-    scaler = _scaler(meta["scaler"], meta["n_features"], str(path))
+    scaler = _scaler(meta["scaler"], meta["n_features"], str(path), meta.get("feature_names"))
     svc = HingeSVC.from_weights(state, classes=np.asarray(meta["classes"]), params=SVMParams(**meta["params"]))
+    svc.label_name_ = meta.get("label")
     return Pipeline([("scaler", scaler), ("svm", svc)])

@@ -11,17 +11,28 @@ from typing import Any
 import optuna
 
 from svmhpo.hpo import records
-from svmhpo.hpo.storage import open_storage
-from svmhpo.hpo.studies import best_trial, count_trials, open_study
+from svmhpo.hpo.storage import open_storage, resolve_storage_url
+from svmhpo.hpo.studies import best_trial, count_trials, model_state, open_study, refit_command
 
 __all__ = ["best_summary", "list_studies", "list_trials", "summary", "write_study_report"]
 
 
-def summary(study: optuna.Study) -> dict[str, Any]:
-    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data."""
+def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
+    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
+
+    ``final.model`` says where the model is: ``live`` (``model_path`` is a file that
+    ``svmhpo predict --model`` and ``load_model`` take) or ``missing`` (deleted, or on another
+    host's disk; ``model_path`` is then ``None`` and ``refit`` the command that rebuilds it).
+    """
     counts = count_trials(study)
     attrs = study.user_attrs
     best = best_trial(study)
+    final = records.final(attrs)
+    if final and "model_artifact_id" in final:
+        state, path = model_state(study, resolve_storage_url(url))
+        final = dict(final, model=state, model_path=path if state == "live" else None)
+        if state == "missing":
+            final["refit"] = refit_command(study.study_name, url)
     return {
         "study": study.study_name,
         "budget": records.budget(attrs),
@@ -33,7 +44,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
             "waiting": counts.waiting,
         },
         "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
-        "final": records.final(attrs),
+        "final": final,
         "baseline": records.baseline(attrs),
         "warm_start": records.warm_start(attrs) or {},
     }
@@ -41,7 +52,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
 
 def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
     """:func:`summary` of the study ``name``."""
-    return summary(open_study(name, url))
+    return summary(open_study(name, url), url)
 
 
 def list_studies(url: str | None = None) -> list[dict[str, Any]]:
@@ -90,11 +101,13 @@ def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def write_study_report(name: str, url: str | None = None, out_dir: str = "reports", *, plotlyjs: str = "embed") -> str:
-    """Write the HTML report of study ``name`` into ``out_dir``; return its path.
+def write_study_report(
+    name: str, url: str | None = None, out: str = "reports", *, plotlyjs: str = "embed", force: bool = False
+) -> str:
+    """Write the HTML report of study ``name`` to ``out`` (a ``.html`` file or a folder); return its path.
 
-    See :func:`~svmhpo.view.report.write_report` for ``plotlyjs``.
+    See :func:`~svmhpo.view.report.write_report` for ``plotlyjs`` and ``force``.
     """
     from svmhpo.view.report import write_report
 
-    return str(write_report(open_study(name, url), out_dir, plotlyjs=plotlyjs))
+    return str(write_report(open_study(name, url), out, plotlyjs=plotlyjs, force=force))

@@ -4,7 +4,7 @@ plotly.js is embedded once in the page (no CDN; ``plotlyjs="cdn"`` links it inst
 file), followed by what the study is (data, split, search space, dates), the results table and
 every panel of :func:`svmhpo.view.plots.study_panels`. Panels that cannot be drawn (one trial,
 all pruned, failed trials) are listed with the reason. The file is named after the study in a
-file-safe form, and every name in the page is escaped.
+file-safe form (or as ``--out`` names it), and every name in the page is escaped.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import optuna
 import plotly.io as pio
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
+from svmhpo.errors import OutputError
 from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
 from svmhpo.hpo.studies import count_trials
@@ -57,13 +58,44 @@ def _about(study: optuna.Study) -> str:
     return f"<table>{cells}</table>"
 
 
-def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "embed") -> Path:
-    """Write ``<out_dir>/<study, file-safe>.html`` and return its path.
+def _generator(study: optuna.Study) -> str:
+    """The page's generator tag: it marks a file as this study's report, which a new report may replace."""
+    return f'<meta name="generator" content="svmhpo report of study {html.escape(study.study_name, quote=True)}">'
+
+
+def report_path(study: optuna.Study, out: str | Path, *, force: bool = False) -> Path:
+    """Where the report goes: ``out`` itself when it ends in ``.html``, else ``<out>/<study, file-safe>.html``.
+
+    An existing file there is replaced when it is an earlier report of the same study (a report
+    is refreshed by running the command again), or with ``force``; any other file is refused.
+    """
+    out = Path(out).expanduser()
+    if out.suffix.lower() in (".html", ".htm"):
+        if out.is_dir():
+            raise OutputError(f"{out}: is a folder; name the report file, or a folder without .html")
+        target = out
+    else:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"{out}: exists and is not a folder; name a folder, or a file ending in .html")
+        target = out / f"{records.file_safe(study.study_name)}.html"
+    if target.is_file() and not force:
+        with open(target, "rb") as handle:
+            head = handle.read(4096).decode("utf-8", "replace")
+        if _generator(study) not in head:
+            raise OutputError(f"{target}: exists and is not a report of study {study.study_name!r}; pass --force")
+    elif target.exists() and not target.is_file():
+        raise OutputError(f"{target}: exists and is not a file")
+    return target
+
+
+def write_report(study: optuna.Study, out: str | Path, *, plotlyjs: str = "embed", force: bool = False) -> Path:
+    """Write the report to ``out`` (a ``.html`` file, or a folder: see :func:`report_path`); return its path.
 
     ``plotlyjs`` is ``embed`` (the default: the page works offline, about 4.8 MB) or ``cdn``
     (a few hundred kB; plotly.js is fetched from cdn.plot.ly when the page is opened).
     """
-    out = ensure_folder(out_dir, "report folder")
+    target = report_path(study, out, force=force)
+    ensure_folder(target.parent, "report folder")
     counts = count_trials(study)
     parts = [
         f"<h1>Study {html.escape(study.study_name)}</h1>",
@@ -93,7 +125,8 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, plotlyjs: str = "e
     else:
         plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     page = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>svmhpo: {html.escape(study.study_name)}</title>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'>{_generator(study)}"
+        f"<title>svmhpo: {html.escape(study.study_name)}</title>"
         f"<style>{_STYLE}</style>{plotly_js}</head><body>{''.join(parts)}</body></html>"
     )
-    return write_atomically(out / f"{records.file_safe(study.study_name)}.html", page)
+    return write_atomically(target, page)

@@ -51,7 +51,7 @@ def test_a_real_study_warm_starts_reports_every_epoch_and_refits(tmp_path: Path,
     assert [t.number for t in warm] == [0, 1, 2, 3]  # the warm-start rates ran first
     # what a person reads stays human-sized: the curves and the config are system attributes
     assert {k: len(json.dumps(v)) < 600 for k, v in study.user_attrs.items()} == dict.fromkeys(
-        ["metric", "budget", "data", "warm_start", "final", "baseline"], True
+        ["metric", "budget", "data", "features", "warm_start", "final", "baseline"], True
     )
     listing = subprocess.run(
         [str(Path(sys.executable).with_name("optuna")), "studies", "--storage", url],
@@ -103,7 +103,7 @@ def test_a_different_config_under_the_same_name_is_refused(tmp_path: Path, study
     assert main(["run", "--config", str(study_config("same", trials=1, warm=False)), "--storage", url, "--quiet"]) == 0
     other = study_config("same", trials=1, epochs=5, warm=False)
     assert main(["run", "--config", str(other), "--storage", url, "--quiet"]) == ExitStatus.USER_ERROR
-    assert "already exists with a different config" in capsys.readouterr().err
+    assert "already exists with another config ([training] epochs 3 -> 5)" in capsys.readouterr().err
     assert len(_study(url, "same").trials) == 1  # the study is untouched
 
 
