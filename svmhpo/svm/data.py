@@ -83,9 +83,11 @@ def _validated(X: np.ndarray, y: np.ndarray, name: str, table: Table | None = No
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name}: features are not numeric ({exc})") from None
     if not np.isfinite(X).all():
-        raise DataError(f"{name}: features contain NaN or inf")
+        raise DataError(f"{name}: features contain NaN or inf (first at {_first_bad(X)})")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise DataError(f"{name}: labels contain NaN or inf")
+        raise DataError(
+            f"{name}: labels contain NaN or inf (first at row {int(np.flatnonzero(~np.isfinite(y))[0]) + 1})"
+        )
     n_classes = len(np.unique(y))
     if n_classes < 2:
         found = f"only {y[0].item()!r}" if n_classes else "none"
@@ -235,12 +237,18 @@ def _checked_width(X: np.ndarray, n_features: int, name: str) -> np.ndarray:
     return X
 
 
+def _first_bad(X: np.ndarray) -> str:
+    """``row i, column j`` (1-based) of the first NaN or infinite value of ``X``."""
+    i, j = np.argwhere(~np.isfinite(X))[0]
+    return f"row {int(i) + 1}, column {int(j) + 1}"
+
+
 def _features_only(X: np.ndarray, name: str) -> tuple[np.ndarray, None, str]:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise DataError(f"{name}: X must be 2-dimensional (samples × features); got shape {X.shape}")
     if not np.isfinite(X).all():
-        raise DataError(f"{name}: features contain NaN or inf")
+        raise DataError(f"{name}: features contain NaN or inf (first at {_first_bad(X)})")
     return X, None, name
 
 
