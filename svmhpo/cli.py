@@ -168,10 +168,10 @@ def _train_from_study(args: argparse.Namespace) -> ExitStatus:
 
 
 def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
-    from svmhpo.hpo.models import load_model, predict_file
+    from svmhpo.hpo.models import load_model, load_study_model, predict_file
 
     # --study-name is always a study and --model always a path: a folder named like the study is never taken
-    model = load_model(path=args.model) if args.model else load_model(args.study_name, args.storage)
+    model = load_model(path=args.model) if args.model else load_study_model(args.study_name, args.storage)
     print(predict_file(model, args.data, args.out), file=sys.stderr if args.out is None else sys.stdout)
     return ExitStatus.OK
 

@@ -31,7 +31,7 @@ from svmhpo.svm.data import load_features
 from svmhpo.svm.params import SVMParams
 from svmhpo.svm.persist import META, WEIGHTS, load_pipeline, read_model
 
-__all__ = ["BestFit", "best_fit", "export_model", "load_model", "predict_file"]
+__all__ = ["BestFit", "best_fit", "export_model", "load_model", "load_study_model", "predict_file"]
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,13 @@ def load_model(
         raise TypeError("load_model takes a study name or path=, not both or neither")
     if path is not None:
         return load_pipeline(path)
+    return load_study_model(str(study), storage)
+
+
+def load_study_model(name: str, storage: str | None = None) -> Pipeline:
+    """The tuned model of study ``name``: always a study, whatever folders exist (``predict --study-name``)."""
     with tempfile.TemporaryDirectory(prefix="svmhpo-model-") as tmp:
-        return load_pipeline(_download(str(study), storage, Path(tmp)))
+        return load_pipeline(_download(name, storage, Path(tmp)))
 
 
 def _check_target(out: Path, force: bool) -> None:

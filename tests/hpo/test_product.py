@@ -139,3 +139,9 @@ def test_continue_export_report_delete_refit_and_train_from_study(
     # train --from-study redoes the refit: the numbers best shows
     again = _json(capsys, ["train", "--from-study", "cancer", "--storage", url, "--json"])
     assert again["trial"] == final["trial"] and again["test_acc"] == final["test_acc"]
+
+    # a worker on a host without the data file names the path the study stores
+    (cancer.parent / "cancer.csv").rename(tmp_path / "moved.csv")
+    assert main(["worker", "--study-name", "cancer", "--storage", url, "--quiet"]) == ExitStatus.USER_ERROR
+    err = capsys.readouterr().err
+    assert f"{cancer.parent / 'cancer.csv'}: no such file on this host (the [data] source of study 'cancer')" in err

@@ -81,3 +81,23 @@ def test_scikit_learn_estimator_checks_pass() -> None:
         results = check_estimator(HingeSVC(), on_fail=None)
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
     assert not failed and len(results) >= 50
+
+
+def test_linear_model_attributes_and_feature_names_as_scikit_learn_has_them() -> None:
+    """``coef_``/``intercept_`` as ``LinearSVC``'s (binary: one row), ``feature_names_in_`` from a DataFrame."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=120, n_features=4, n_informative=3, n_redundant=0, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    model = HingeSVC(epochs=3, batch_size=32, random_state=0).fit(frame, y)
+    assert model.coef_.shape == (1, 4) and model.intercept_.shape == (1,)
+    assert list(model.feature_names_in_) == ["a", "b", "c", "d"] and model.n_features_in_ == 4
+    scores = X.astype(np.float32) @ model.coef_.T + model.intercept_
+    assert np.allclose(model.decision_function(frame), scores[:, 0], atol=1e-5)
+    X3, y3 = make_classification(
+        n_samples=150, n_features=5, n_informative=4, n_redundant=0, n_classes=3, random_state=0
+    )
+    multi = HingeSVC(epochs=2, random_state=0).fit(X3, y3)
+    assert multi.coef_.shape == (3, 5) and multi.intercept_.shape == (3,)
+    assert not hasattr(multi, "feature_names_in_")

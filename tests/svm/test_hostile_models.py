@@ -76,6 +76,9 @@ MALFORMED = [
     ("params NaN lr", lambda m: json.dumps(m | {"params": {"lr": 1}}).replace('"lr": 1', '"lr": NaN'), "NaN is not"),
     ("params negative lr", lambda m: m | {"params": {"lr": -1}}, r"params\.lr: Input should be greater than 0"),
     ("not an object", lambda m: "[1, 2, 3]", "not an svmhpo model"),
+    ("feature names too few", lambda m: m | {"feature_names": ["a", "b"]}, "2 feature names for n_features = 4"),
+    ("feature names repeated", lambda m: m | {"feature_names": ["a"] * 4}, "feature names must be distinct"),
+    ("feature name a number", lambda m: m | {"feature_names": [1, 2, 3, 4]}, r"feature_names\.0"),
 ]
 
 

@@ -200,3 +200,17 @@ def test_a_named_label_column_from_the_config(tmp_path: Path) -> None:
     # without a label set, "y" is the label by its name; "species" is then refused as a feature
     with pytest.raises(Exception, match=r"row 1 \(line 2\), column 'species': 'a' is not a number"):
         load_dataset(str(tmp_path / "d.csv"))
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_the_fast_reading_equals_the_exact_one(trained, kind: str, tmp_path: Path) -> None:
+    """pandas parses the numbers of a clean file itself; what it gives is what reading every cell as text gives."""
+    from svmhpo.svm.tables import TableFormat, _cells, _training
+
+    _, new, _ = trained
+    path = tmp_path / "new.csv"
+    MAKERS[kind](new.copy(), path)
+    path = path.with_suffix(".tsv") if kind == "tab-separated" else path
+    fast, exact = (_training(_cells(path, TableFormat(), exact=e), TableFormat()) for e in (False, True))
+    assert np.array_equal(fast.X, exact.X) and np.array_equal(fast.y, exact.y)
+    assert fast.feature_names == exact.feature_names and fast.label == exact.label and fast.notes == exact.notes
