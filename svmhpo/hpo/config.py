@@ -15,6 +15,7 @@ becomes one line that names the file and the key, e.g.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -306,9 +307,9 @@ def load_config(source: str | Path | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     config = _validate(_flatten(raw, str(path)), str(path))
     source = config.data.source
-    if is_data_path(source) and not Path(source).expanduser().is_absolute():
-        # relative to the config's folder, stored absolute: any working directory, any worker
-        config = config.replace(data={"source": str((path.parent / Path(source).expanduser()).resolve())})
+    if is_data_path(source):
+        # relative to the config's folder, stored absolute (symlinks kept): any working directory, any worker
+        config = config.replace(data={"source": os.path.abspath(path.parent / Path(source).expanduser())})
     return config
 
 

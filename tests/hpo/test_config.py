@@ -114,3 +114,25 @@ def test_the_shipped_configs_are_in_the_wheel(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['digits', 'fashion-mnist', 'mnist'] mnist digits"
+
+
+def test_a_data_path_is_relative_to_the_config_and_stored_absolute(tmp_path, monkeypatch) -> None:
+    from svmhpo.hpo.config import config_differences
+
+    (tmp_path / "cfg").mkdir()
+    config = tmp_path / "cfg" / "s.toml"
+    config.write_text('[data]\nsource = "../data/x.csv"\nlabel = "species"\n')
+    monkeypatch.chdir("/")
+    loaded = load_config(config)
+    assert loaded.data.source == str(tmp_path / "data" / "x.csv") and loaded.data.label == "species"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config.write_text('[data]\nsource = "~/y.csv"\n')
+    assert load_config(config).data.source == str(tmp_path / "y.csv")
+    for name in ("digits", "synthetic:100x4x2", "mnist"):
+        config.write_text(f'[data]\nsource = "{name}"\n')
+        assert load_config(config).data.source == name
+    # a source stored relative by an older svmhpo equals the absolute path it names from here
+    old = loaded.to_dict() | {"data": loaded.to_dict()["data"] | {"source": "data/x.csv"}}
+    monkeypatch.chdir(tmp_path)
+    assert config_differences(old, loaded.to_dict()) == []
+    assert config_differences(old, loaded.replace(seed=3).to_dict()) == ["[study] seed 0 -> 3"]
