@@ -129,20 +129,9 @@ def _params_line(params: dict) -> str:
 def _save_trained(args: argparse.Namespace, module, params, data, source: dict) -> None:
     if not args.save:
         return
-    from svmhpo.svm.persist import save_model
+    from svmhpo.svm.persist import save_fit
 
-    saved = save_model(
-        args.save,
-        module.net.state_dict(),
-        params=params,
-        classes=data.classes,
-        scaler=data.scaler,
-        data=data.name,
-        source=source,
-        feature_names=data.feature_names,
-        label=data.label,
-    )
-    print(f"model saved to {saved}", file=sys.stderr)
+    print(f"model saved to {save_fit(args.save, module, params, data, source)}", file=sys.stderr)
 
 
 def _train_from_study(args: argparse.Namespace) -> ExitStatus:

@@ -33,7 +33,7 @@ from svmhpo.hpo.space import decode
 from svmhpo.hpo.storage import FINALIZE_LOCK_WAIT_S, artifact_dir, artifact_store, study_lock
 from svmhpo.hpo.studies import best_trial, study_config
 from svmhpo.svm.data import DeviceData
-from svmhpo.svm.persist import save_model, zip_model
+from svmhpo.svm.persist import save_fit, zip_model
 from svmhpo.svm.training import fit, held_out_metrics
 
 __all__ = ["MODEL_MEDIA_TYPE", "baseline", "finalize", "refit_best"]
@@ -114,17 +114,8 @@ def _save_model(
         raise StorageError(f"{store_dir}: cannot create the folder for the study's model ({exc.strerror})") from None
     params, _ = decode(trial.params, study_config(study))
     with tempfile.TemporaryDirectory() as tmp:
-        saved = save_model(
-            Path(tmp) / "model",
-            module.net.state_dict(),
-            params=params,
-            classes=data.classes,
-            scaler=data.scaler,
-            data=data.name,
-            source={"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]},
-            feature_names=data.feature_names,
-            label=data.label,
-        )
+        source = {"study": study.study_name, "trial": trial.number, "test_acc": result["test_acc"]}
+        saved = save_fit(Path(tmp) / "model", module, params, data, source)
         archive = zip_model(saved, Path(tmp) / f"{records.file_safe(study.study_name)}-trial{trial.number}-model.zip")
         before = {meta["artifact_id"] for meta in records.model_artifacts(study)}
         try:

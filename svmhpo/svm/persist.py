@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +48,10 @@ from svmhpo.errors import ModelError
 from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.svm.params import SVMParams
 
+if TYPE_CHECKING:
+    from svmhpo.svm.data import DeviceData
+    from svmhpo.svm.model import SVMModule
+
 __all__ = [
     "FORMAT",
     "KIND",
@@ -58,6 +62,7 @@ __all__ = [
     "ModelMeta",
     "load_pipeline",
     "read_model",
+    "save_fit",
     "save_model",
     "zip_model",
 ]
@@ -264,6 +269,24 @@ def save_model(
     }
     write_atomically(directory / META, json.dumps(meta, indent=2) + "\n")
     return directory
+
+
+def save_fit(
+    directory: str | Path, module: SVMModule, params: SVMParams, data: DeviceData, source: dict[str, Any]
+) -> Path:
+    """:func:`save_model` of a fitted ``SVMModule`` trained on ``data`` (a ``DeviceData``: its classes,
+    scaler, name, feature names and label column go with the weights)."""
+    return save_model(
+        directory,
+        module.net.state_dict(),
+        params=params,
+        classes=data.classes,
+        scaler=data.scaler,
+        data=data.name,
+        source=source,
+        feature_names=data.feature_names,
+        label=data.label,
+    )
 
 
 def zip_model(directory: str | Path, archive: str | Path) -> Path:
