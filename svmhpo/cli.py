@@ -96,9 +96,9 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
         data = load_study_data(best.config, device="cpu")
         params, epochs, batch_size, seed = best.params, best.epochs, best.batch_size, best.seed
     else:
-        from svmhpo.svm.data import prepare_data
+        from svmhpo.svm.data import TableFormat, prepare_data
 
-        data = prepare_data(args.data, seed=args.seed, scaling=args.scaling)
+        data = prepare_data(args.data, seed=args.seed, scaling=args.scaling, table=TableFormat(label=args.label))
         params = SVMParams(**{name: getattr(args, name) for name in SVMParams.model_fields})
         epochs, batch_size, seed = args.epochs, args.batch_size, args.seed
     module, trainer = fit(params, data, epochs=epochs, batch_size=batch_size, seed=seed)
@@ -401,7 +401,16 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     train = command("train", _cmd_train, "train one SVM and print validation and test metrics")
-    train.add_argument("--data", default="digits", help="digits, mnist, fashion-mnist, synthetic[:NxDxK] or a file")
+    train.add_argument(
+        "--data",
+        default="digits",
+        help="digits, mnist, fashion-mnist, synthetic[:NxDxK], or a .csv/.tsv/.parquet, .npz or svmlight file",
+    )
+    train.add_argument(
+        "--label",
+        metavar="COLUMN",
+        help="a table's label column (default: one named label, target, y or class, else the last)",
+    )
     for name in SVMParams.model_fields:
         _add_setting(train, SVMParams, name, flag="--C" if name == "C" else None)
     for name in FitSettings.model_fields:
@@ -431,7 +440,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="DIR", help="save the trained model (weights.pt and model.json) in DIR")
 
     predict = command("predict", _cmd_predict, "predict labels of a data file with a study's tuned model")
-    predict.add_argument("data", metavar="DATA", help="digits, a .csv, .npz or svmlight file (labels optional)")
+    predict.add_argument(
+        "data",
+        metavar="DATA",
+        help="digits, or a .csv/.tsv/.parquet, .npz or svmlight file; labels optional; named columns matched by name",
+    )
     which = predict.add_mutually_exclusive_group(required=True)
     which.add_argument("--study-name", help="the study whose tuned model predicts")
     which.add_argument("--model", metavar="PATH", help="a saved model directory or zip instead of a study")

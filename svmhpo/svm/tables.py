@@ -392,14 +392,14 @@ def _label_column(cells: _Cells, fmt: TableFormat) -> tuple[int, str]:
     if fmt.label is not None:
         if names is None:
             raise DataError(
-                f"{cells.path}: has no header line, so [data] label {fmt.label!r} names no column "
+                f"{cells.path}: has no header line, so the label column {fmt.label!r} names no column "
                 "(set [data] header = true if its first line names the columns)"
             )
         if fmt.label not in names:
             near = [n for n in names if n.lower() == fmt.label.lower()]
             hint = f" (did you mean {near[0]!r}?)" if near else f"; columns: {_show(names)}"
-            raise DataError(f"{cells.path}: no column named {fmt.label!r} ([data] label){hint}")
-        return names.index(fmt.label), f"label column {fmt.label!r} ([data] label)"
+            raise DataError(f"{cells.path}: no column named {fmt.label!r} for the label{hint}")
+        return names.index(fmt.label), f"label column {fmt.label!r} (as set)"
     if names is not None:
         named = [j for j, n in enumerate(names) if n.lower() in LABEL_NAMES]
         if len(named) == 1:

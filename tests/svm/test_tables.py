@@ -8,6 +8,7 @@ must be the model's predictions on those rows in their own order.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,14 @@ def test_the_fast_reading_equals_the_exact_one(trained, kind: str, tmp_path: Pat
     fast, exact = (_training(_cells(path, TableFormat(), exact=e), TableFormat()) for e in (False, True))
     assert np.array_equal(fast.X, exact.X) and np.array_equal(fast.y, exact.y)
     assert fast.feature_names == exact.feature_names and fast.label == exact.label and fast.notes == exact.notes
+
+
+def test_train_takes_the_label_column_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    X, y = load_digits(return_X_y=True)
+    frame = pd.DataFrame(X[:600], columns=[f"f{i}" for i in range(64)]).assign(digit=y[:600])
+    frame[["digit", *frame.columns[:-1]]].to_csv(tmp_path / "d.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--label", "digit", "--epochs", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["acc"] > 0.5  # ten classes learned, not pixel values
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--label", "Digit", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().endswith("no column named 'Digit' for the label (did you mean 'digit'?)")
