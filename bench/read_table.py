@@ -2,7 +2,8 @@
 
 - ``read_table``: svmhpo's reader as it runs (the layout decided from the first lines, the
   numbers parsed by pandas);
-- ``exact``: the same reader made to read every cell as text, as it does to name a bad cell;
+- ``exact``: the same reader made to read every cell as text (its fallback when pandas cannot
+  parse the file at all, e.g. a byte that is not UTF-8 past the first lines);
 - ``pandas``: plain ``pandas.read_csv`` (the floor: no header detection, no label choice);
 - ``np.loadtxt``: what svmhpo read CSVs with before (it took pandas' ``0..n`` header for a row).
 

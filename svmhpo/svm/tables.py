@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,13 +103,18 @@ class _Slow(Exception):
     """The fast reading met something it cannot explain: read the file again, cell by cell, to say what."""
 
 
-class _Cells:
-    """A table's columns, their names (or ``None``), and where each row is in the file.
+def _text_cells(column: np.ndarray) -> np.ndarray:
+    """A column as text, a missing cell (NaN where pandas parsed the column) as an empty string."""
+    return np.array(["" if isinstance(c, float) and c != c else str(c) for c in column], dtype=object)
 
-    ``exact`` cells are text, read cell by cell, and a bad one is a :class:`DataError` naming its
-    row, line and column. Otherwise pandas parsed the numbers itself (about 30 times faster on
-    MNIST-sized files), and anything it could not parse raises :class:`_Slow`, so that the file
-    is read again exactly, to find and name the cell.
+
+class _Cells:
+    """A table's columns, their names (or ``None``), and the line in the file of each row.
+
+    A column is text (read cell by cell) or what pandas parsed (numbers, or text with NaN for a
+    missing cell). Pandas parses a clean MNIST-sized file about 20 times faster than reading it
+    cell by cell; a column it could not make numbers of is converted cell by cell, so the first
+    bad cell is named all the same, with its row, its line in the file and its column.
     """
 
     def __init__(
@@ -120,13 +126,14 @@ class _Cells:
         decimal_comma: bool,
         notes: list[str],
         *,
-        exact: bool = True,
         delimiter: str = ",",
         header: bool = False,
     ) -> None:
         self.path, self.names, self.columns, self.lines = path, names, columns, lines
-        self.decimal_comma, self.notes, self.exact = decimal_comma, notes, exact
+        self.decimal_comma, self.notes = decimal_comma, notes
         self.delimiter, self.header, self.dropped_index = delimiter, header, False
+        #: The parsed table behind ``columns`` when pandas parsed it: all of it converts at once.
+        self.frame: Any = None
 
     @property
     def n_rows(self) -> int:
@@ -139,45 +146,48 @@ class _Cells:
         line = f" (line {self.lines[i]})" if self.lines is not None else ""
         return f"{self.path}: row {i + 1}{line}, column {self.column_name(j)}"
 
+    def _numbers(self, j: int) -> np.ndarray:
+        """Column ``j`` as float64; NaN or ±inf where a cell is missing, not a number or not finite."""
+        column = self.columns[j]
+        if column.dtype.kind in "iuf":
+            return column.astype(np.float64, copy=False)
+        return _numbers(_text_cells(column), self.decimal_comma)
+
+    def _problem(self, i: int, j: int) -> str:
+        cell = self.columns[j][i]
+        if isinstance(cell, float | np.floating):  # parsed by pandas: NaN is a missing cell
+            return "missing value" if cell != cell else f"{str(cell)!r} is not a finite number"
+        text = str(cell).strip()
+        if text.lower() in MISSING:
+            return "missing value" + (f" ({text!r})" if text else "")
+        if _is_number(text):
+            return f"{text!r} is not a finite number"
+        return f"{text!r} is not a number"
+
     def features(self, order: Sequence[int]) -> np.ndarray:
         """The columns ``order`` as a float32 matrix; the first bad cell (by row, then column) is one line."""
-        if not self.exact:
-            if any(self.columns[j].dtype.kind not in "iuf" for j in order):
-                raise _Slow
-            X = np.empty((self.n_rows, len(order)), dtype=np.float32)
-            for k, j in enumerate(order):
-                X[:, k] = self.columns[j]
-            if not np.isfinite(X).all():
-                raise _Slow
-            return X
+        order = list(order)
+        if self.frame is not None and all(self.columns[j].dtype.kind in "iuf" for j in order):
+            X = self.frame.iloc[:, order].to_numpy(dtype=np.float32)
+            if np.isfinite(X).all():
+                return X
         X = np.empty((self.n_rows, len(order)), dtype=np.float64)
         first: tuple[int, int] | None = None
         for k, j in enumerate(order):
-            X[:, k] = _numbers(self.columns[j], self.decimal_comma)
+            X[:, k] = self._numbers(j)
             bad = np.flatnonzero(~np.isfinite(X[:, k]))
             if len(bad) and (first is None or bad[0] < first[0]):
                 first = (int(bad[0]), j)
         if first is not None:
-            i, j = first
-            cell = str(self.columns[j][i]).strip()
-            if cell.lower() in MISSING:
-                problem = "missing value" + (f" ({cell!r})" if cell else "")
-            elif _is_number(cell):
-                problem = f"{cell!r} is not a finite number"
-            else:
-                problem = f"{cell!r} is not a number"
-            raise DataError(f"{self.where(i, j)}: {problem}")
+            raise DataError(f"{self.where(*first)}: {self._problem(*first)}")
         return X.astype(np.float32)
 
     def labels(self, j: int) -> np.ndarray:
         """Column ``j`` as labels: integers where all are whole numbers, else numbers, else the text."""
-        cells = np.array([str(c).strip() for c in self.columns[j]], dtype=object)
+        cells = np.array([c.strip() for c in _text_cells(self.columns[j])], dtype=object)
         missing = np.flatnonzero([c.lower() in MISSING for c in cells])
         if len(missing):
-            if not self.exact:
-                raise _Slow
-            i = int(missing[0])
-            raise DataError(f"{self.where(i, j)}: missing label")
+            raise DataError(f"{self.where(int(missing[0]), j)}: missing label")
         values = _numbers(cells, self.decimal_comma)
         if np.isfinite(values).all():
             return values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
@@ -210,9 +220,27 @@ def _sniff(path: Path, text: str, delimiter: str | None) -> str:
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def _text(path: Path) -> str:
+#: Lines read as text to decide the delimiter, the header and the columns before a fast read.
+_HEAD_LINES = 200
+
+
+def _text(path: Path, head: bool = False) -> str:
+    """The file as text; with ``head``, only its first :data:`_HEAD_LINES` lines or so (whole lines)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            if not head:
+                raw = handle.read()
+            else:
+                size = 1 << 20
+                while True:
+                    handle.seek(0)
+                    raw = handle.read(size)
+                    if len(raw) < size:  # the whole file
+                        break
+                    if raw.count(b"\n") > _HEAD_LINES:
+                        raw = raw[: raw.rfind(b"\n") + 1]  # whole lines: no character cut in two
+                        break
+                    size *= 4
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     text = _decode(path, raw)
@@ -221,34 +249,53 @@ def _text(path: Path) -> str:
     return text
 
 
-#: Lines read as text to decide the delimiter, the header and the columns before a fast read.
-_HEAD_LINES = 200
-
-
-def _read_numbers(path: Path, text: str, fmt: TableFormat) -> _Cells:
-    """Decide the layout from the first lines read exactly, then let pandas parse the numbers of the whole file."""
+def _read_numbers(path: Path, fmt: TableFormat) -> _Cells:
+    """Decide the layout from the first lines read as text, then let pandas parse the whole file."""
     import pandas as pd
 
-    head = _named(_read_text(path, text, fmt, nrows=_HEAD_LINES))
+    head = _named(_read_text(path, _text(path, head=True), fmt, nrows=_HEAD_LINES))
     try:
         frame = pd.read_csv(
-            io.StringIO(text),
+            path,
+            encoding="utf-8-sig",
             sep=head.delimiter,
             header=None,
             skiprows=1 if head.header else 0,
+            skip_blank_lines=False,  # kept, then dropped: each row's line in the file is known
             decimal="," if head.decimal_comma else ".",
             engine="c",
             low_memory=False,
         )
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    except pd.errors.ParserError as exc:
+        _ragged(path, exc, head.delimiter)
+        raise _Slow from None
+    except (ValueError, pd.errors.EmptyDataError):  # not UTF-8 past the first lines: said exactly
         raise _Slow from None
     if head.dropped_index:
         frame = frame.iloc[:, 1:]
+    blank = frame.iloc[:, 0].isna().to_numpy(copy=True)  # a blank line is NaN in every column: look where the first is
+    if blank.any():
+        blank[blank] = frame[blank].isna().all(axis=1).to_numpy()
+    lines = np.flatnonzero(~blank) + (2 if head.header else 1)
+    if blank.any():
+        frame = frame[~blank]
     if frame.shape[1] != len(head.columns) or len(frame) == 0:
         raise _Slow
     columns = [frame.iloc[:, j].to_numpy() for j in range(frame.shape[1])]
-    cells = _Cells(path, head.names, columns, None, head.decimal_comma, head.notes, exact=False)
+    cells = _Cells(path, head.names, columns, lines, head.decimal_comma, head.notes, delimiter=head.delimiter)
+    cells.frame = frame
     return cells
+
+
+def _ragged(path: Path, exc: Exception, delimiter: str) -> None:
+    """Raise pandas' "Expected 5 fields in line 7, saw 6" (a line of the file) as one line in words, if it says that."""
+    match = _RAGGED.search(str(exc))
+    if match:
+        expected, line, saw = match.groups()
+        raise DataError(
+            f"{path}: line {line} has {saw} fields where the lines before it have {expected} "
+            f"({_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated)"
+        ) from None
 
 
 def _read_text(path: Path, text: str, fmt: TableFormat, nrows: int | None = None) -> _Cells:
@@ -269,13 +316,7 @@ def _read_text(path: Path, text: str, fmt: TableFormat, nrows: int | None = None
             nrows=nrows,
         )
     except pd.errors.ParserError as exc:
-        match = _RAGGED.search(str(exc))
-        if match:
-            expected, line, saw = match.groups()
-            raise DataError(
-                f"{path}: line {line} has {saw} fields where the lines before it have {expected} "
-                f"({_DELIMITER_NAMES.get(delimiter, repr(delimiter))}-separated)"
-            ) from None
+        _ragged(path, exc, delimiter)
         raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
@@ -341,7 +382,7 @@ def _has_header(rows: np.ndarray) -> bool:
     return False
 
 
-def _read_parquet(path: Path, exact: bool) -> _Cells:
+def _read_parquet(path: Path) -> _Cells:
     try:
         import pandas as pd
 
@@ -352,19 +393,17 @@ def _read_parquet(path: Path, exact: bool) -> _Cells:
         raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     if frame.shape[0] == 0:
         raise DataError(f"{path}: no data rows")
-    if exact:
-        columns = [frame[c].astype(object).where(frame[c].notna(), "").astype(str).to_numpy() for c in frame.columns]
-    else:
-        columns = [frame[c].to_numpy() for c in frame.columns]
-    return _Cells(path, [str(c) for c in frame.columns], columns, None, False, [], exact=exact)
+    columns = [frame[c].to_numpy() for c in frame.columns]
+    cells = _Cells(path, [str(c) for c in frame.columns], columns, None, False, [])
+    cells.frame = frame
+    return cells
 
 
 def _cells(path: Path, fmt: TableFormat, exact: bool) -> _Cells:
     """The table's cells, read fast (numbers parsed by pandas) or ``exact`` (text, each cell checked)."""
     if path.suffix.lower() == ".parquet":
-        return _named(_read_parquet(path, exact))
-    text = _text(path)
-    return _named(_read_text(path, text, fmt)) if exact else _read_numbers(path, text, fmt)
+        return _named(_read_parquet(path))
+    return _named(_read_text(path, _text(path), fmt)) if exact else _read_numbers(path, fmt)
 
 
 def _named(cells: _Cells) -> _Cells:

@@ -115,6 +115,7 @@ def test_the_label_column_is_found_by_name_for_training_too(trained, capsys: pyt
         ("a,b,target,label\n1,2,x,y\n", "could each be the label"),
         ("a,a,label\n1,2,x\n", "'a' appears more than once"),
         ("only\n1\n2\n", "one column found"),
+        ("a,b,label\n1,2,x\n\n3,4,y\n\n5,,z\n\n", r"row 3 \(line 6\), column 'b': missing value"),
     ],
 )
 def test_bad_training_files_are_one_line_naming_row_and_column(
@@ -226,3 +227,24 @@ def test_train_takes_the_label_column_by_name(tmp_path: Path, capsys: pytest.Cap
     assert main(["train", "--data", str(tmp_path / "d.csv"), "--label", "Digit", "--epochs", "1"]) == 1
     err = capsys.readouterr().err
     assert err.strip().endswith("no column named 'Digit' for the label (did you mean 'digit'?)")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda lines: lines.__setitem__(250, lines[250].replace("1.5", "x", 1)), r"row 250 \(line 251\), column 'b'"),
+        (lambda lines: lines.__setitem__(280, lines[280].rstrip() + ",9\n"), "line 281 has 4 fields where"),
+        (lambda lines: lines.insert(10, "\n") or lines.__setitem__(290, "1,,c\n"), r"row 289 \(line 291\), column 'b'"),
+        (lambda lines: lines.__setitem__(260, "1,inf,c\n"), r"row 260 \(line 261\), column 'b': 'inf' is not a finite"),
+    ],
+)
+def test_bad_cells_past_the_first_lines_are_named_as_well(tmp_path: Path, change, message: str) -> None:
+    """Past the lines read as text to decide the layout, pandas parses the file; a bad cell there is named too."""
+    from svmhpo.errors import DataError
+    from svmhpo.svm.data import load_dataset
+
+    lines = ["a,b,label\n"] + [f"{i},1.5,{'xyz'[i % 3]}\n" for i in range(400)]
+    change(lines)
+    (tmp_path / "long.csv").write_text("".join(lines))
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(tmp_path / "long.csv"))
