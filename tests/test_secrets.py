@@ -41,6 +41,7 @@ def _commands(tmp_path: Path) -> dict[str, list[str]]:
         "predict": ["predict", "--study-name", "digits", str(data)],
         "export": ["export", "--study-name", "digits", "--out", str(tmp_path / "e")],
         "train": ["train", "--from-study", "digits", "--epochs", "1"],
+        "refit": ["refit", "--study-name", "digits"],
         "dashboard": ["dashboard", "--port", "1"],
     }
 

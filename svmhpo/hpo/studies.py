@@ -212,7 +212,9 @@ def run_config(
 def refit_command(name: str, storage: str | None = None) -> str:
     """The command that rebuilds study ``name``'s model (``svmhpo refit``), ready to paste."""
     command = f"svmhpo refit --study-name {shlex.quote(name)}"
-    return command + (f" --storage {shlex.quote(mask_url(storage))}" if storage else "")
+    if storage and storage != resolve_storage_url(None):  # the default storage goes without saying
+        command += f" --storage {shlex.quote(mask_url(storage))}"
+    return command
 
 
 def model_state(study: optuna.Study, url: str) -> tuple[str, str | None]:
