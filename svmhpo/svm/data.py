@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,11 @@ def _openml(name: str) -> Dataset:
         with np.load(cached, allow_pickle=False) as arrays:
             return _validated(arrays["X"], arrays["y"], name)
     try:
-        X, y = fetch_openml(OPENML[name], version=1, data_home=str(root / "openml"), as_frame=False, return_X_y=True)
+        with warnings.catch_warnings():  # scikit-learn warns before each retry; the error below says it once
+            warnings.simplefilter("ignore", UserWarning)
+            X, y = fetch_openml(
+                OPENML[name], version=1, data_home=str(root / "openml"), as_frame=False, return_X_y=True
+            )
     except OSError as exc:  # URLError and socket errors are OSErrors
         raise DataError(
             f"{name}: not in the cache {root} and OpenML cannot be reached ({exc.__class__.__name__}); "
