@@ -14,7 +14,15 @@ __all__ = [
     "OutputError",
     "StorageError",
     "SvmhpoError",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a database driver's own, under SQLAlchemy's
+    wrapper), or its class name when it has none: what a one-line error quotes."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 class SvmhpoError(Exception):

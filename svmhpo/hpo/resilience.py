@@ -39,7 +39,7 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
-from svmhpo.errors import DatabaseUnavailable
+from svmhpo.errors import DatabaseUnavailable, first_line
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
@@ -152,9 +152,7 @@ def _lost_connection(exc: BaseException) -> BaseException | None:
 
 def _reason(exc: BaseException) -> str:
     """The first line of the driver's message, without SQLAlchemy's background link."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    line = text.splitlines()[0] if text else exc.__class__.__name__
-    return line.split(" (Background on this error at:")[0].strip()
+    return first_line(exc).split(" (Background on this error at:")[0].strip()
 
 
 class _Outage:

@@ -39,7 +39,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import URL, make_url
 
-from svmhpo.errors import StorageError
+from svmhpo.errors import StorageError, first_line
 from svmhpo.files import write_atomically
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.hpo.resilience import ResilientRDBStorage, exception_chain
@@ -131,7 +131,7 @@ def parse_url(url: str) -> URL:
     try:
         return make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
-        reason = mask_in(str(exc).splitlines()[0], url)
+        reason = mask_in(first_line(exc), url)
         raise StorageError(
             f"{mask_url(url)}: not a valid database URL ({reason}; "
             "e.g. sqlite:///studies.db or postgresql+psycopg://user@host:5432/db)"
@@ -196,11 +196,6 @@ def _engine_kwargs(url: str) -> dict:
     return {}
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def open_storage(
     url: str | None = None,
     *,
@@ -226,12 +221,12 @@ def open_storage(
             storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
         if parse_url(url).get_backend_name() == "sqlite":
-            raise StorageError(f"{shown}: cannot open the SQLite file ({_first_line(exc)})") from None
-        raise StorageError(f"{shown}: cannot connect ({mask_in(_first_line(exc), url)})") from None
+            raise StorageError(f"{shown}: cannot open the SQLite file ({first_line(exc)})") from None
+        raise StorageError(f"{shown}: cannot connect ({mask_in(first_line(exc), url)})") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
-        raise StorageError(f"{shown}: unsupported database URL ({mask_in(_first_line(exc), url)})") from None
+        raise StorageError(f"{shown}: unsupported database URL ({mask_in(first_line(exc), url)})") from None
     except optuna.exceptions.StorageInternalError as exc:
-        raise StorageError(f"{shown}: storage error ({mask_in(_first_line(exc), url)})") from None
+        raise StorageError(f"{shown}: storage error ({mask_in(first_line(exc), url)})") from None
     set_heartbeat(storage, heartbeat_interval, grace_period)
     return storage
 
@@ -247,7 +242,7 @@ def storage_failure(exc: BaseException, url: str) -> StorageError | None:
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             return StorageError(f"{mask_url(url)}: no space left on the device")
         if isinstance(e, (sqlite3.DatabaseError, sqlalchemy.exc.DBAPIError)):
-            text = _first_line(e)
+            text = first_line(e)
             if "disk is full" in text or "No space left" in text:
                 return StorageError(f"{mask_url(url)}: the disk is full ({mask_in(text, url)})")
             if "readonly" in text or "read-only" in text:

@@ -21,7 +21,7 @@ from sklearn.datasets import fetch_openml, load_digits, load_svmlight_file, make
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder, MinMaxScaler, StandardScaler
 
-from svmhpo.errors import DataError
+from svmhpo.errors import DataError, first_line
 from svmhpo.svm.params import DEFAULT_SCALING, SCALINGS, Scaling
 from svmhpo.svm.tables import TABLE_SUFFIXES, Table, TableFormat, read_features, read_table
 
@@ -173,8 +173,7 @@ def _load_file(path: Path, table: TableFormat | None) -> Dataset:
     except DataError:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise DataError(f"{name}: cannot parse ({first_line})") from None
+        raise DataError(f"{name}: cannot parse ({first_line(exc)})") from None
     return _validated(X, y, name)
 
 
@@ -230,8 +229,7 @@ def load_features(
                     X, _, _ = _features_only(arrays["X"], name)
                     return _checked_width(X, n_features, name), None, name
         except (ValueError, OSError, EOFError) as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise DataError(f"{name}: cannot parse ({first_line})") from None
+            raise DataError(f"{name}: cannot parse ({first_line(exc)})") from None
     data = load_dataset(source)
     return _checked_width(data.X, n_features, data.name), data.y, data.name
 

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from svmhpo.svm.params import STRATEGIES
+from svmhpo.svm.params import STRATEGIES, Strategy
 
 __all__ = [
     "REDUCTIONS",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 Reduction = Literal["mean", "sum", "none"]
-Strategy = Literal["crammer_singer", "one_vs_rest"]
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

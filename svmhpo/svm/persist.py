@@ -44,7 +44,7 @@ from pydantic import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
-from svmhpo.errors import ModelError
+from svmhpo.errors import ModelError, first_line
 from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.svm.params import SVMParams
 
@@ -398,7 +398,7 @@ def read_model(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         state = torch.load(io.BytesIO(raw_weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt or hostile file
-        raise ModelError(f"{path}: {WEIGHTS} is not a tensor file ({str(exc).splitlines()[0]})") from None
+        raise ModelError(f"{path}: {WEIGHTS} is not a tensor file ({first_line(exc)})") from None
     outputs = 1 if meta.n_classes == 2 else meta.n_classes
     expected = {"linear.weight": (outputs, meta.n_features), "linear.bias": (outputs,)}
     if not isinstance(state, dict) or set(state) != set(_KEYS):

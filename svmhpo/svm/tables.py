@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from svmhpo.errors import DataError
+from svmhpo.errors import DataError, first_line
 
 __all__ = ["LABEL_NAMES", "TABLE_SUFFIXES", "Table", "TableFormat", "read_features", "read_table"]
 
@@ -317,7 +317,7 @@ def _read_text(path: Path, text: str, fmt: TableFormat, nrows: int | None = None
         )
     except pd.errors.ParserError as exc:
         _ragged(path, exc, delimiter)
-        raise DataError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: cannot parse ({first_line(exc)})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     frame = frame.fillna("")
@@ -390,7 +390,7 @@ def _read_parquet(path: Path) -> _Cells:
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'svmhpo[parquet]')") from None
     except Exception as exc:  # pyarrow raises its own kinds for a corrupt file
-        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({first_line(exc)})") from None
     if frame.shape[0] == 0:
         raise DataError(f"{path}: no data rows")
     columns = [frame[c].to_numpy() for c in frame.columns]
