@@ -32,7 +32,7 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.space import default_point, encode
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.params import SVMParams
-from svmhpo.svm.training import build_module, interrupts_raised, make_trainer, quiet_lightning, train_loader
+from svmhpo.svm.training import build_module, quiet_trainer, train_loader
 
 __all__ = ["LRCurve", "enqueue_warm_start", "find_lr", "pick_lr", "run_warm_start"]
 
@@ -97,18 +97,16 @@ def find_lr(data: DeviceData, optimizer: str, config: StudyConfig) -> LRCurve:
     with (
         tempfile.TemporaryDirectory(prefix="svmhpo-lrfind-") as root,
         contextlib.redirect_stderr(io.StringIO()),
-        quiet_lightning(),
+        quiet_trainer(10_000, validate=False, default_root_dir=root) as trainer,
     ):
-        trainer = make_trainer(max_epochs=10_000, validate=False, default_root_dir=root)
-        with interrupts_raised(trainer):
-            finder = Tuner(trainer).lr_find(
-                module,
-                train_dataloaders=train_loader(data, batch_size, config.seed, updates_per_step=1),
-                min_lr=ws.min_lr,
-                max_lr=ws.max_lr,
-                num_training=ws.num_training,
-                early_stop_threshold=4.0,
-            )
+        finder = Tuner(trainer).lr_find(
+            module,
+            train_dataloaders=train_loader(data, batch_size, config.seed, updates_per_step=1),
+            min_lr=ws.min_lr,
+            max_lr=ws.max_lr,
+            num_training=ws.num_training,
+            early_stop_threshold=4.0,
+        )
         suggestion = finder.suggestion()
     lrs = [float(v) for v in finder.results["lr"]]
     losses = [float(v) if math.isfinite(v) else None for v in finder.results["loss"]]

@@ -41,7 +41,7 @@ from svmhpo.svm.data import DeviceData, TensorBatches
 from svmhpo.svm.model import LinearSVM
 from svmhpo.svm.optim import SCHEDULE_POWER
 from svmhpo.svm.params import OPTIMIZERS, FitSettings, SVMParams
-from svmhpo.svm.training import interrupts_raised, make_trainer, quiet_lightning, train_loader
+from svmhpo.svm.training import quiet_trainer, train_loader
 
 __all__ = ["BatchedSVMModule", "MemberFit", "StackedOptimizer", "fit_batch"]
 
@@ -496,8 +496,6 @@ def fit_batch(
         init = LinearSVM(data.n_features, data.n_classes)
     module = BatchedSVMModule(members, init, batch_size=batch_size, steps_per_epoch=-(-len(data.x_train) // batch_size))
     val = TensorBatches(data.x_val, data.y_val, len(data.x_val))
-    with quiet_lightning():
-        trainer = make_trainer(epochs, callbacks=callbacks)
-        with interrupts_raised(trainer):
-            trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
+    with quiet_trainer(epochs, callbacks=callbacks) as trainer:
+        trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
     return module, trainer

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from svmhpo.svm.data import TensorBatches
 from svmhpo.svm.model import SVMModule
 from svmhpo.svm.params import FitSettings, Optimizer, Strategy, SVMParams, bounds
-from svmhpo.svm.training import build_module, interrupts_raised, make_trainer, quiet_lightning
+from svmhpo.svm.training import build_module, quiet_trainer
 
 __all__ = ["HingeSVC"]
 
@@ -104,12 +104,10 @@ class HingeSVC(ClassifierMixin, BaseEstimator):
         module = build_module(
             self._params(), X.shape[1], len(self.classes_), n_train=len(X), batch_size=self.batch_size, seed=seed
         )
-        with quiet_lightning():
-            trainer = make_trainer(self.epochs, accelerator=self.accelerator, validate=False)
+        with quiet_trainer(self.epochs, accelerator=self.accelerator, validate=False) as trainer:
             x_t = torch.as_tensor(X).to(trainer.strategy.root_device)
             y_t = torch.as_tensor(self._encoder.transform(y), dtype=torch.long).to(x_t.device)
-            with interrupts_raised(trainer):
-                trainer.fit(module, train_dataloaders=TensorBatches(x_t, y_t, len(x_t), shuffle=True, seed=seed))
+            trainer.fit(module, train_dataloaders=TensorBatches(x_t, y_t, len(x_t), shuffle=True, seed=seed))
         module.eval()
         self.module_: SVMModule = module.cpu()
         return self

@@ -12,6 +12,7 @@ import logging
 import signal
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "interrupts_raised",
     "make_trainer",
     "quiet_lightning",
+    "quiet_trainer",
     "train_loader",
 ]
 
@@ -110,6 +112,16 @@ def make_trainer(
     )
 
 
+@contextlib.contextmanager
+def quiet_trainer(max_epochs: int, **settings: Any) -> Iterator[pl.Trainer]:
+    """A :func:`make_trainer` Trainer to fit with inside the block: Lightning's banners silenced
+    (:func:`quiet_lightning`) and a Ctrl-C raised as ``KeyboardInterrupt`` (:func:`interrupts_raised`)."""
+    with quiet_lightning():
+        trainer = make_trainer(max_epochs, **settings)
+        with interrupts_raised(trainer):
+            yield trainer
+
+
 class _LostCtrlC(pl.Callback):
     """Re-raise, at the next step, a Ctrl-C that Python lost in a garbage-collector callback."""
 
@@ -178,10 +190,8 @@ def fit(
         params, data.n_features, data.n_classes, n_train=len(data.x_train), batch_size=batch_size, seed=seed
     )
     val = TensorBatches(data.x_val, data.y_val, len(data.x_val)) if validate else None
-    with quiet_lightning():
-        trainer = make_trainer(epochs, callbacks=callbacks, validate=validate)
-        with interrupts_raised(trainer):
-            trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
+    with quiet_trainer(epochs, callbacks=callbacks, validate=validate) as trainer:
+        trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
     return module, trainer
 
 
