@@ -11,8 +11,10 @@ optimizers, the steepest point itself trained to 0.924–0.993 validation accura
 it to 0.958–0.993.
 
 One ``Tuner.lr_find`` pass runs per optimizer in the search space. The curves, the picked rates
-and Lightning's own suggestion are stored on the study as the user attribute ``warm_start``, so
-that resumed runs and other workers reuse them; the picked rates are enqueued as the first trials.
+and Lightning's own suggestion are stored on the study as the system attribute
+``svmhpo:lr_finder``, and the picked rates alone (four significant digits, for the eye) as the
+user attribute ``warm_start`` (:func:`~svmhpo.hpo.records.set_warm_start`), so that resumed runs
+and other workers reuse them; the picked rates are enqueued as the first trials.
 """
 
 from __future__ import annotations
