@@ -36,7 +36,7 @@ from svmhpo.svm.data import DeviceData
 from svmhpo.svm.persist import save_fit, zip_model
 from svmhpo.svm.training import fit, held_out_metrics
 
-__all__ = ["MODEL_MEDIA_TYPE", "baseline", "finalize", "refit_best"]
+__all__ = ["MODEL_MEDIA_TYPE", "finalize", "fit_baseline", "refit_best"]
 
 #: How a saved model's zip is served (the dashboard offers it as a download).
 MODEL_MEDIA_TYPE = "application/zip"
@@ -53,7 +53,7 @@ def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: Devic
         merged,
         epochs=config.training.epochs,
         batch_size=batch_size,
-        seed=records.trial_seed(trial, config.seed),
+        seed=records.fit_seed(trial, config.seed),
         validate=False,
     )
     metrics = held_out_metrics(module, data.x_test, data.y_test)
@@ -69,7 +69,7 @@ def refit_best(trial: optuna.trial.FrozenTrial, config: StudyConfig, data: Devic
     return result, module
 
 
-def baseline(config: StudyConfig, data: DeviceData) -> dict:
+def fit_baseline(config: StudyConfig, data: DeviceData) -> dict:
     """``LinearSVC`` on the same split: C picked on validation, refit on train+val, scored on test."""
     x_train, y_train = data.x_train.cpu().numpy(), data.y_train.cpu().numpy()
     x_val, y_val = data.x_val.cpu().numpy(), data.y_val.cpu().numpy()
@@ -183,7 +183,7 @@ def finalize(
             result, module = refit_best(trial, config, data)
             result.update(_save_model(study, trial, module, data, url, result))
             if records.baseline(study) is None:
-                records.set_baseline(study, baseline(config, data))
+                records.set_baseline(study, fit_baseline(config, data))
             records.set_final(study, result)
             stored = result
         _drop_other_models(study, url, keep=stored.get("model_artifact_id"))

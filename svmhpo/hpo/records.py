@@ -51,9 +51,11 @@ __all__ = [
     "budget",
     "diverged",
     "drop_artifact_record",
+    "feature_names",
     "features",
     "file_safe",
     "final",
+    "fit_seed",
     "is_warm_start",
     "lr_finder_curves",
     "mark_diverged",
@@ -70,7 +72,6 @@ __all__ = [
     "set_warm_start",
     "stored_config",
     "stored_seed",
-    "trial_seed",
     "trial_worker",
     "warm_start",
 ]
@@ -253,8 +254,11 @@ def stored_seed(trial: FrozenTrial) -> int | None:
     return None if seed is None else int(seed)
 
 
-def trial_seed(trial: FrozenTrial, default: int) -> int:
-    return int(trial.user_attrs.get(SEED, default))
+def fit_seed(trial: FrozenTrial, study_seed: int) -> int:
+    """The seed that reproduces ``trial``'s fit: the stored one, else the study's seed plus the
+    trial's number (how a trial fitted on its own is seeded), for a trial that has none stored."""
+    seed = stored_seed(trial)
+    return study_seed + trial.number if seed is None else seed
 
 
 def trial_worker(trial: FrozenTrial) -> str | None:
