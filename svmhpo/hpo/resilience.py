@@ -92,7 +92,7 @@ class _NoFallbackNotice(logging.Filter):
 
 logging.getLogger("optuna.storages._rdb.storage").addFilter(_NoFallbackNotice())
 
-_say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+_outage_line: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
 
 
 @contextlib.contextmanager
@@ -100,13 +100,13 @@ def watching_outages(say: Callable[[str], None] | None) -> Iterator[None]:
     """Within the block, the database lost/back lines go to ``say`` (a progress bar's writer, or
     stderr when ``None``), and Ctrl-C is noted (:func:`~svmhpo.interrupts.noting_ctrl_c`), so
     that no storage call waits for the database any more once it is pressed."""
-    global _say
-    previous, _say = _say, say or _say
+    global _outage_line
+    previous, _outage_line = _outage_line, say or _outage_line
     try:
         with noting_ctrl_c():
             yield
     finally:
-        _say = previous
+        _outage_line = previous
 
 
 def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
@@ -171,7 +171,7 @@ class _Outage:
         if self.given_up is not None:
             raise DatabaseUnavailable(self.given_up, interrupted=self.interrupted)
 
-    def failed(self, exc: BaseException, *, may_give_up: bool = True) -> float:
+    def delay_after(self, exc: BaseException, *, may_give_up: bool = True) -> float:
         """Note a lost connection; return how long to wait before the next attempt, or give up.
 
         A heartbeat does not give up (``may_give_up=False``): while a long epoch trains, only
@@ -182,7 +182,7 @@ class _Outage:
             now = time.monotonic()
             if self.since is None:
                 self.since, self.failures = now, 0
-                _say(f"database lost: {self.shown} ({_reason(exc)}); retrying for up to {self.limit:g} s")
+                _outage_line(f"database lost: {self.shown} ({_reason(exc)}); retrying for up to {self.limit:g} s")
             self.failures += 1
             left = self.since + self.limit - now
             if not may_give_up:
@@ -212,7 +212,7 @@ class _Outage:
             return
         with self._lock:
             if self.since is not None:
-                _say(f"database back after {time.monotonic() - self.since:.1f} s: {self.shown}")
+                _outage_line(f"database back after {time.monotonic() - self.since:.1f} s: {self.shown}")
                 self.since = None
 
 
@@ -257,9 +257,9 @@ class ResilientRDBStorage(RDBStorage):
                     raise
                 lost_before = True
                 if name == "record_heartbeat":  # a missed beat is harmless; the next comes an interval later
-                    self._outage.failed(lost, may_give_up=False)
+                    self._outage.delay_after(lost, may_give_up=False)
                     return None
-                wait = self._outage.failed(lost)
+                wait = self._outage.delay_after(lost)
                 if ctrl_c_pressed() or _handling_interrupt():  # e.g. failing the running trials after Ctrl-C
                     self._outage.interrupt()
                     self._outage.check()
