@@ -22,8 +22,8 @@ from svmhpo.errors import ConfigError, DataError, ModelError, StorageError, Svmh
 
 if TYPE_CHECKING:
     from svmhpo.hpo.config import StudyConfig, load_config
-    from svmhpo.hpo.models import export_model, load_model
     from svmhpo.hpo.service import init_study, run_study, run_worker
+    from svmhpo.hpo.tuned import export_model, load_model
     from svmhpo.svm.estimator import HingeSVC
     from svmhpo.svm.losses import BinaryHingeLoss, MultiClassHingeLoss
     from svmhpo.svm.model import LinearSVM, SVMModule
@@ -42,8 +42,8 @@ _LAZY = {
     "FitSettings": "svmhpo.svm.params",
     "StudyConfig": "svmhpo.hpo.config",
     "load_config": "svmhpo.hpo.config",
-    "load_model": "svmhpo.hpo.models",
-    "export_model": "svmhpo.hpo.models",
+    "load_model": "svmhpo.hpo.tuned",
+    "export_model": "svmhpo.hpo.tuned",
     "init_study": "svmhpo.hpo.service",
     "run_study": "svmhpo.hpo.service",
     "run_worker": "svmhpo.hpo.service",

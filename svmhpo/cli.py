@@ -89,8 +89,8 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
     if args.from_study and not args.train_only:
         return _train_from_study(args)
     if args.from_study:
-        from svmhpo.hpo.models import best_fit
         from svmhpo.hpo.runner import load_study_data
+        from svmhpo.hpo.tuned import best_fit
 
         best = best_fit(args.from_study, args.storage)
         data = load_study_data(best.config, device="cpu")
@@ -157,7 +157,7 @@ def _train_from_study(args: argparse.Namespace) -> ExitStatus:
 
 
 def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
-    from svmhpo.hpo.models import load_model, load_study_model, predict_file
+    from svmhpo.hpo.tuned import load_model, load_study_model, predict_file
 
     # --study-name is always a study and --model always a path: a folder named like the study is never taken
     model = load_model(path=args.model) if args.model else load_study_model(args.study_name, args.storage)
@@ -166,7 +166,7 @@ def _cmd_predict(args: argparse.Namespace) -> ExitStatus:
 
 
 def _cmd_export(args: argparse.Namespace) -> ExitStatus:
-    from svmhpo.hpo.models import export_model
+    from svmhpo.hpo.tuned import export_model
 
     out = export_model(args.study_name, args.out, args.storage, force=args.force)
     what = "a zip" if out.suffix.lower() == ".zip" else "a folder (model.json, weights.pt)"

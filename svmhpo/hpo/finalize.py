@@ -4,7 +4,7 @@ The best parameters are retrained on train+validation and scored once on the hel
 The model (the scored weights, its scaler and classes: :mod:`svmhpo.svm.persist`) is saved as
 ``<study>-trial<N>-model.zip`` and attached to the study as an Optuna artifact (a file in
 :func:`~svmhpo.hpo.storage.artifact_dir`; Optuna cannot attach anything to a finished trial).
-:func:`svmhpo.hpo.models.load_model` loads it back. The result is stored on the study as the
+:func:`svmhpo.hpo.tuned.load_model` loads it back. The result is stored on the study as the
 user attribute ``final``. The same split is fitted with scikit-learn's ``LinearSVC`` (C chosen
 on the validation split from ``[baseline] C``), stored as ``baseline``, so that the tuned
 hand-written SVM is seen next to the standard tool.

@@ -63,8 +63,8 @@ def cancer(tmp_path: Path) -> Path:
 def test_continue_export_report_delete_refit_and_train_from_study(
     cancer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from svmhpo.hpo.models import load_model
     from svmhpo.hpo.studies import open_study
+    from svmhpo.hpo.tuned import load_model
     from svmhpo.svm.data import TableFormat, load_dataset, split_dataset
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from svmhpo.cli import main
 from svmhpo.errors import ModelError
-from svmhpo.hpo.models import load_model
+from svmhpo.hpo.tuned import load_model
 from svmhpo.svm.params import SVMParams
 from svmhpo.svm.persist import META, WEIGHTS, load_pipeline, read_model, save_model, zip_model
 

@@ -25,7 +25,7 @@ FEATURES = [f"x{i}" for i in range(64)]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, np.ndarray]:
     """A model saved by ``train --save`` from ``label,x0..x63``; 50 new rows, and what the model says of them."""
-    from svmhpo.hpo.models import load_model
+    from svmhpo.hpo.tuned import load_model
 
     folder = tmp_path_factory.mktemp("tables")
     X, y = load_digits(return_X_y=True)
@@ -75,7 +75,7 @@ def test_prediction_files_give_the_models_labels_row_for_row(
     path = tmp_path / "new.csv"
     frame = new.copy()
     if kind == "semicolons and decimal commas":  # values scaled so that they have decimals; labels follow
-        from svmhpo.hpo.models import load_model
+        from svmhpo.hpo.tuned import load_model
 
         expected = load_model(folder / "model").predict(frame[FEATURES] / 3)
     MAKERS[kind](frame, path)
@@ -93,7 +93,7 @@ def test_prediction_files_give_the_models_labels_row_for_row(
 def test_the_label_column_is_found_by_name_for_training_too(trained, capsys: pytest.CaptureFixture[str]) -> None:
     folder, _, _ = trained
     # the model was trained on label-first data: had the label been read as x63, its classes would be pixel values
-    from svmhpo.hpo.models import load_model
+    from svmhpo.hpo.tuned import load_model
 
     model = load_model(folder / "model")
     assert list(model.classes_) == list(range(10))

@@ -10,9 +10,9 @@ import pytest
 
 from svmhpo.errors import ModelError
 from svmhpo.hpo.config import load_config
-from svmhpo.hpo.models import export_model, load_model
 from svmhpo.hpo.service import run_study
 from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.tuned import export_model, load_model
 from svmhpo.svm.data import load_dataset, split_dataset
 
 
