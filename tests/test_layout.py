@@ -73,12 +73,14 @@ def test_importing_the_library_leaves_logging_and_warnings_as_they_were() -> Non
         "import logging, warnings, sys\n"
         "import torch, lightning.pytorch, optuna.visualization, optuna_integration, optuna_dashboard, plotly.offline\n"
         "logging.getLogger('lightning.pytorch').setLevel(logging.INFO)  # as an app might, after third-party imports\n"
-        "before = (list(warnings.filters), logging.getLogger('lightning.pytorch').level)\n"
+        "loggers = [logging.getLogger(n) for n in ('lightning.pytorch', 'optuna', 'optuna.storages._rdb.storage')]\n"
+        "state = lambda: (list(warnings.filters), [(g.level, list(g.filters)) for g in loggers])\n"
+        "before = state()\n"
         "import svmhpo.svm.training, svmhpo.hpo.service, svmhpo.view.report\n"
         "from svmhpo.svm.data import prepare_data\n"
         "from svmhpo.svm.params import SVMParams\n"
         "svmhpo.svm.training.fit(SVMParams(), prepare_data('digits'), epochs=1)\n"
-        "after = (list(warnings.filters), logging.getLogger('lightning.pytorch').level)\n"
+        "after = state()\n"
         "print(before == after, optuna.logging.get_verbosity() == optuna.logging.INFO)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=True)

@@ -90,7 +90,8 @@ class _NoFallbackNotice(logging.Filter):
         return not text.startswith("Caught an error from sqlalchemy") or "too many" in text.lower()
 
 
-logging.getLogger("optuna.storages._rdb.storage").addFilter(_NoFallbackNotice())
+_RDB_LOGGER = logging.getLogger("optuna.storages._rdb.storage")
+_NO_FALLBACK_NOTICE = _NoFallbackNotice()
 
 _outage_line: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -102,11 +103,16 @@ def watching_outages(say: Callable[[str], None] | None) -> Iterator[None]:
     that no storage call waits for the database any more once it is pressed."""
     global _outage_line
     previous, _outage_line = _outage_line, say or _outage_line
+    added = _NO_FALLBACK_NOTICE not in _RDB_LOGGER.filters  # installed here, not at import: nested blocks share it
+    if added:
+        _RDB_LOGGER.addFilter(_NO_FALLBACK_NOTICE)
     try:
         with noting_ctrl_c():
             yield
     finally:
         _outage_line = previous
+        if added:
+            _RDB_LOGGER.removeFilter(_NO_FALLBACK_NOTICE)
 
 
 def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
