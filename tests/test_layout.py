@@ -1,5 +1,5 @@
 """The package's rooms keep their rules: svm/ never imports optuna; view/ never imports torch,
-Lightning or svm/; and the read-only side really loads without them."""
+Lightning or svm/; hpo/ never imports view/; and the read-only side really loads without them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svmhpo"
 FORBIDDEN = {
     "svm": ("optuna", "optuna_integration", "optuna_dashboard", "svmhpo.hpo", "svmhpo.view"),
     "view": ("torch", "lightning", "pytorch_lightning", "torchmetrics", "svmhpo.svm"),
+    "hpo": ("svmhpo.view",),
 }
 
 

@@ -1,7 +1,7 @@
 """What the commands that run studies do, as plain functions: init, run, worker.
 
 The commands that only read studies (``studies``, ``best``, ``report``, ``dashboard``) live in
-:mod:`svmhpo.view`, which does not import torch.
+:mod:`svmhpo.view`, which does not import torch; ``hpo/`` never imports ``view/``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.finalize import finalize, refit_best
 from svmhpo.hpo.objective import make_objective
+from svmhpo.hpo.publish import publish
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
 from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, resolve_storage_url
@@ -32,12 +33,11 @@ from svmhpo.hpo.studies import (
     load_study,
     open_study,
     study_config,
+    summary,
 )
 from svmhpo.hpo.warmstart import run_warm_start
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
 from svmhpo.svm.data import DeviceData
-from svmhpo.view.catalog import summary
-from svmhpo.view.dashboard import publish
 
 __all__ = ["init_study", "refit_study", "reproduce_refit", "run_study", "run_worker"]
 
@@ -142,7 +142,7 @@ def run_study(
 
     ``on_progress`` gets the study's counts as trials finish, ``on_event`` a line per phase,
     ``on_trial`` every trial that finishes while it runs.
-    Returns :func:`~svmhpo.view.catalog.summary` of the study.
+    Returns :func:`~svmhpo.hpo.studies.summary` of the study.
     """
     if jobs < 1:
         raise SvmhpoError(f"jobs must be at least 1, got {jobs}")
@@ -279,7 +279,7 @@ def refit_study(name: str, url: str | None = None, *, on_event: OnEvent | None =
 
     The way back when the model was deleted (optuna-dashboard's delete button) or lives on a
     disk this host cannot see: the same seed and split give the same weights and test score.
-    Returns :func:`~svmhpo.view.catalog.summary` of the study.
+    Returns :func:`~svmhpo.hpo.studies.summary` of the study.
     """
     url = resolve_storage_url(url)
     study = open_study(name, url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -42,6 +43,7 @@ __all__ = [
     "refit_command",
     "run_config",
     "study_config",
+    "summary",
 ]
 
 #: The states that count toward a study's budget.
@@ -228,6 +230,39 @@ def model_state(study: optuna.Study, url: str) -> tuple[str, str | None]:
     path = str((artifact_dir(url) / artifact_id).absolute())
     live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
     return ("live" if artifact_id in live and Path(path).is_file() else "missing"), path
+
+
+def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
+    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
+
+    ``final.model`` says where the model is: ``live`` (``model_path`` is a file that
+    ``svmhpo predict --model`` and ``load_model`` take) or ``missing`` (deleted, or on another
+    host's disk; ``model_path`` is then ``None`` and ``refit`` the command that rebuilds it).
+    """
+    counts = count_trials(study)
+    attrs = study.user_attrs
+    best = best_trial(study)
+    final = records.final(attrs)
+    if final and "model_artifact_id" in final:
+        state, path = model_state(study, resolve_storage_url(url))
+        final = dict(final, model=state, model_path=path if state == "live" else None)
+        if state == "missing":
+            final["refit"] = refit_command(study.study_name, url)
+    return {
+        "study": study.study_name,
+        "budget": records.budget(attrs),
+        "trials": {
+            "complete": counts.complete,
+            "pruned": counts.pruned,
+            "failed": counts.failed,
+            "running": counts.running,
+            "waiting": counts.waiting,
+        },
+        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
+        "final": final,
+        "baseline": records.baseline(attrs),
+        "warm_start": records.warm_start(attrs) or {},
+    }
 
 
 def delete_study(name: str, url: str | None = None) -> int:

@@ -11,43 +11,10 @@ from typing import Any
 import optuna
 
 from svmhpo.hpo import records
-from svmhpo.hpo.storage import open_storage, resolve_storage_url
-from svmhpo.hpo.studies import best_trial, count_trials, model_state, open_study, refit_command
+from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import count_trials, open_study, summary
 
 __all__ = ["best_summary", "list_studies", "list_trials", "summary", "write_study_report"]
-
-
-def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
-    """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
-
-    ``final.model`` says where the model is: ``live`` (``model_path`` is a file that
-    ``svmhpo predict --model`` and ``load_model`` take) or ``missing`` (deleted, or on another
-    host's disk; ``model_path`` is then ``None`` and ``refit`` the command that rebuilds it).
-    """
-    counts = count_trials(study)
-    attrs = study.user_attrs
-    best = best_trial(study)
-    final = records.final(attrs)
-    if final and "model_artifact_id" in final:
-        state, path = model_state(study, resolve_storage_url(url))
-        final = dict(final, model=state, model_path=path if state == "live" else None)
-        if state == "missing":
-            final["refit"] = refit_command(study.study_name, url)
-    return {
-        "study": study.study_name,
-        "budget": records.budget(attrs),
-        "trials": {
-            "complete": counts.complete,
-            "pruned": counts.pruned,
-            "failed": counts.failed,
-            "running": counts.running,
-            "waiting": counts.waiting,
-        },
-        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
-        "final": final,
-        "baseline": records.baseline(attrs),
-        "warm_start": records.warm_start(attrs) or {},
-    }
 
 
 def best_summary(name: str, url: str | None = None) -> dict[str, Any]:

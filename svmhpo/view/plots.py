@@ -1,9 +1,9 @@
 """Figures of a study, shared by ``svmhpo report`` and the dashboard annotations.
 
 Optuna's ``optuna.visualization`` draws the history, importances, parallel coordinates, slices,
-the lr × weight_decay contour and the learning curves. Only what it lacks is drawn here: the
-LR-finder curves with their picked rates, and the table of the best trial, its test result and
-the ``LinearSVC`` baseline.
+the lr × weight_decay contour and the learning curves. What it lacks, the LR-finder curves with
+their picked rates and the table of the best trial, its test result and the ``LinearSVC``
+baseline, comes from :mod:`svmhpo.hpo.publish`, which also writes them for the dashboard.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvalu
 from optuna.trial import TrialState
 
 from svmhpo.hpo import records
-from svmhpo.hpo.studies import best_trial
-from svmhpo.view.tables import params_text
+from svmhpo.hpo.publish import lr_finder_figure, results_rows
 
-__all__ = ["Panel", "lr_finder_figure", "results_markdown", "results_table_html", "study_panels"]
+__all__ = ["Panel", "results_table_html", "study_panels"]
 
 
 @dataclass(frozen=True)
@@ -35,74 +34,8 @@ class Panel:
     note: str | None = None
 
 
-def lr_finder_figure(curves: dict[str, dict]) -> go.Figure:
-    """The warm start's loss-vs-lr curves, one per optimizer, with the picked rate marked."""
-    fig = go.Figure()
-    for optimizer, curve in curves.items():
-        fig.add_trace(go.Scatter(x=curve["lr"], y=curve["loss"], mode="lines", name=optimizer, legendgroup=optimizer))
-        chosen = curve["chosen_lr"]
-        pairs = [(lr, loss) for lr, loss in zip(curve["lr"], curve["loss"], strict=True) if loss is not None]
-        if pairs:
-            nearest = min(pairs, key=lambda p: abs(p[0] - chosen))
-            fig.add_trace(
-                go.Scatter(
-                    x=[chosen],
-                    y=[nearest[1]],
-                    mode="markers",
-                    marker={"size": 12, "symbol": "star"},
-                    name=f"{optimizer} picked {chosen:.3g}",
-                    legendgroup=optimizer,
-                )
-            )
-        suggestion = curve.get("lightning_suggestion")
-        if suggestion:
-            fig.add_vline(x=suggestion, line_dash="dot", line_color="grey", opacity=0.4)
-    # A short title that fits a dashboard card, the key in a subtitle line, and the legend below
-    # the plot: at the right it squeezed the curves, and the long title was cut off.
-    fig.update_layout(
-        title={
-            "text": "LR finder (warm start)<br><sup>smoothed loss per optimizer; ★ picked rate, "
-            "dotted: Lightning's suggestion()</sup>"
-        },
-        xaxis_title="learning rate",
-        yaxis_title="smoothed training loss",
-        xaxis_type="log",
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
-        margin={"t": 80},
-    )
-    return fig
-
-
-def _rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
-    """(what, val acc, test acc, details) rows of the results table."""
-    attrs = study.user_attrs
-    rows = []
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    final = records.final(attrs)
-    if complete:
-        best = best_trial(study)
-        params = params_text(best.params)
-        test = (
-            f"{final['test_acc']:.4f} (F1 {final['test_f1']:.4f})"
-            if final and final["trial"] == best.number
-            else "not scored yet"
-        )
-        rows.append((f"best trial #{best.number} (refit on train+val)", f"{best.value:.4f}", test, params))
-    base = records.baseline(attrs)
-    if base:
-        rows.append(
-            (
-                base["model"],
-                f"{base['val_acc']:.4f}",
-                f"{base['test_acc']:.4f} (F1 {base['test_f1']:.4f})",
-                f"C={base['C']}",
-            )
-        )
-    return rows
-
-
 def results_table_html(study: optuna.Study) -> str:
-    rows = _rows(study)
+    rows = results_rows(study)
     if not rows:
         return "<p>No trial has completed yet, so there is no best trial or test result.</p>"
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -110,34 +43,6 @@ def results_table_html(study: optuna.Study) -> str:
         "<table><thead><tr><th>model</th><th>validation accuracy</th><th>test accuracy</th>"
         f"<th>parameters</th></tr></thead><tbody>{cells}</tbody></table>"
     )
-
-
-def results_markdown(study: optuna.Study) -> str:
-    """The results table and warm-start picks as Markdown, for the dashboard's study note."""
-    lines = ["## svmhpo results", ""]
-    rows = _rows(study)
-    if rows:
-        lines += ["| model | validation accuracy | test accuracy | parameters |", "|---|---|---|---|"]
-        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    else:
-        lines.append("No trial has completed yet.")
-    final = records.final(study)
-    if final:
-        lines += ["", f"Model: artifact `{final['model_artifact_id']}` ({final['model_path']})."]
-    curves = records.lr_finder_curves(study)
-    if curves:
-        lines += [
-            "",
-            "### Warm start (LR finder)",
-            "",
-            "| optimizer | picked lr | Lightning suggestion() |",
-            "|---|---|---|",
-        ]
-        for name, c in curves.items():
-            suggestion = c.get("lightning_suggestion")
-            lines.append(f"| {name} | {c['chosen_lr']:.4g} | {'-' if suggestion is None else f'{suggestion:.3g}'} |")
-        lines += ["", "The curves are in the graph *LR finder* below the study's plots."]
-    return "\n".join(lines)
 
 
 def _importance(evaluator_name: str) -> Callable[[optuna.Study], go.Figure]:

@@ -13,6 +13,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from svmhpo.hpo.publish import params_text
+
 __all__ = ["FORMATS", "Format", "params_text", "render"]
 
 Format = Literal["table", "json", "csv", "yaml"]
@@ -25,11 +27,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def params_text(params: dict[str, Any]) -> str:
-    """A trial's parameters on one line: ``lr=0.2152, weight_decay=0.0001, squared=False, ...``."""
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def render(rows: list[dict[str, Any]], fmt: Format = "table") -> str:
