@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
+import numpy as np
 import optuna
-import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
@@ -92,22 +92,19 @@ class Member:
     batch_size: int
 
 
-class _MemberTrainer:
-    """The part of a Trainer that optuna-integration's pruning callback reads, for one member."""
-
-    def __init__(self, sanity_checking: bool, value: float) -> None:
-        self.sanity_checking = sanity_checking
-        self.callback_metrics = {records.METRIC: torch.tensor(value)}
-        self.is_global_zero = True
+def _as_logged(value: float) -> float:
+    """``value`` as a one-trial fit reports it: logged as a float32 tensor, then read with ``.item()``."""
+    return float(np.float32(value))
 
 
 class MemberPruning(pl.Callback):
     """Each member of a batch reports to its own trial and is pruned on its own.
 
-    After every validation each live member's ``val_acc`` goes through its own
-    ``PyTorchLightningPruningCallback``, which reports it and asks the pruner; that callback
-    stops a single-trial fit by raising ``TrialPruned``, which here stops that member alone
-    and tells its trial PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
+    After every validation each live member's ``val_acc`` is reported to its trial at the
+    epoch, and the pruner is asked, exactly as optuna-integration's
+    ``PyTorchLightningPruningCallback`` does for a one-trial fit (the same value, float32 as
+    logged, the same step, the same question); a member the pruner stops is stopped alone and
+    its trial told PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
     ``diverged`` as soon as the batch notices. What is told is kept in :attr:`told` and passed
     to ``on_told`` at once.
     """
@@ -118,7 +115,6 @@ class MemberPruning(pl.Callback):
         self.study = study
         self.members = members
         self.on_told = on_told
-        self.callbacks = [PyTorchLightningPruningCallback(m.trial, monitor=records.METRIC) for m in members]
         self.told: dict[int, FrozenTrial] = {}
 
     def tell(self, member: int, state: TrialState | None = None, value: float | None = None) -> None:
@@ -141,13 +137,16 @@ class MemberPruning(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, module: MemberFit) -> None:
         self._tell_diverged(module)
+        if trainer.sanity_checking:
+            return
         pruned = []
         taken = []
         for member, value in module.val_acc.items():
+            trial = self.members[member].trial
             try:
-                self.callbacks[member].on_validation_end(_MemberTrainer(trainer.sanity_checking, value), module)
-            except optuna.TrialPruned:
-                pruned.append(member)
+                trial.report(_as_logged(value), step=module.current_epoch)
+                if trial.should_prune():
+                    pruned.append(member)
             except UpdateFinishedTrialError:  # failed as stale by another process after a long outage
                 taken.append(member)
         if pruned or taken:

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 import optuna
@@ -196,6 +196,34 @@ def _engine_kwargs(url: str) -> dict:
     return {}
 
 
+#: The longest wait between two attempts to open a server storage that went away while opening.
+OPEN_MAX_BACKOFF_S = 2.0
+
+
+def _open(url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[str, Any]) -> RDBStorage:
+    """The storage object; a server that answered and then went away while Optuna checked its
+    schema (a restart: seen in the compose test, a worker starting while PostgreSQL restarted) is
+    waited for, as an outage mid-run is, up to ``outage_limit`` seconds. A server that never
+    answered fails at once: that is a wrong URL as often as a server that is down."""
+    if sqlite:
+        return RDBStorage(url, engine_kwargs=kwargs)
+    deadline: float | None = None
+    attempt = 0
+    while True:
+        try:
+            return ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
+        except optuna.exceptions.StorageInternalError:  # connected, then a commit failed
+            if deadline is None:
+                deadline = time.monotonic() + outage_limit
+            if time.monotonic() >= deadline:
+                raise
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
+            if deadline is None or time.monotonic() >= deadline:  # never answered, or for too long
+                raise
+        time.sleep(min(OPEN_MAX_BACKOFF_S, 0.25 * 2**attempt))
+        attempt += 1
+
+
 def open_storage(
     url: str | None = None,
     *,
@@ -214,11 +242,9 @@ def open_storage(
     url = resolve_storage_url(url)
     shown = mask_url(url)
     kwargs = _engine_kwargs(url)
+    sqlite = parse_url(url).get_backend_name() == "sqlite"
     try:
-        if parse_url(url).get_backend_name() == "sqlite":
-            storage = RDBStorage(url, engine_kwargs=kwargs)
-        else:
-            storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
+        storage = _open(url, shown, sqlite, outage_limit, kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
         if parse_url(url).get_backend_name() == "sqlite":
             raise StorageError(f"{shown}: cannot open the SQLite file ({first_line(exc)})") from None
@@ -226,7 +252,8 @@ def open_storage(
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
         raise StorageError(f"{shown}: unsupported database URL ({mask_in(first_line(exc), url)})") from None
     except optuna.exceptions.StorageInternalError as exc:
-        raise StorageError(f"{shown}: storage error ({mask_in(first_line(exc), url)})") from None
+        cause = exc.__cause__ or exc  # Optuna's message blames "invalid data"; the driver's says what happened
+        raise StorageError(f"{shown}: storage error ({mask_in(first_line(cause), url)})") from None
     set_heartbeat(storage, heartbeat_interval, grace_period)
     return storage
 

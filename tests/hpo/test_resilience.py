@@ -157,3 +157,48 @@ def test_every_backend_call_of_optunas_cache_is_retried() -> None:
     assert called - in_memory <= set(RETRIED), sorted(called - in_memory - set(RETRIED))
     for name in RETRIED:  # and each retried name is a real RDBStorage method, wrapped
         assert getattr(ResilientRDBStorage, name) is not getattr(RDBStorage, name), name
+
+
+@pytest.mark.postgres
+def test_a_server_that_goes_away_while_opening_is_waited_for(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in the compose test: a worker starting while PostgreSQL restarted got Optuna's
+    StorageInternalError from its schema checks (connected, then the server went away), then
+    could not connect, and exited. A server that answered is now waited for, up to the outage
+    limit; one that never answered still fails at once; the line quotes the driver, not
+    Optuna's "invalid data" guess."""
+    from svmhpo.errors import StorageError
+    from svmhpo.hpo import storage as storage_module
+
+    monkeypatch.setattr(storage_module, "OPEN_MAX_BACKOFF_S", 0.0)
+    real_init = ResilientRDBStorage.__init__
+    attempts: list[str] = []
+
+    def going_away(self, *args, plan: list[str], **kwargs):
+        step = plan[len(attempts)] if len(attempts) < len(plan) else "ok"
+        attempts.append(step)
+        if step == "commit":  # answered, then terminated mid-commit
+            try:
+                raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("terminating connection"))
+            except sqlalchemy.exc.OperationalError as exc:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from exc
+        if step == "refused":
+            raise sqlalchemy.exc.OperationalError("connect", {}, Exception("Connection refused"))
+        real_init(self, *args, **kwargs)
+
+    def plan(*steps: str) -> None:
+        attempts.clear()
+        monkeypatch.setattr(
+            ResilientRDBStorage, "__init__", lambda self, *a, **k: going_away(self, *a, plan=list(steps), **k)
+        )
+
+    plan("commit", "refused", "refused")
+    assert isinstance(storage_module.open_storage(pg_url), ResilientRDBStorage)
+    assert attempts == ["commit", "refused", "refused", "ok"]
+    plan("refused")  # never answered: a wrong URL as often as a server that is down
+    with pytest.raises(StorageError, match=r": cannot connect \(Connection refused\)$"):
+        storage_module.open_storage(pg_url)
+    assert attempts == ["refused"]
+    plan(*["commit"] * 10**6)  # answered, then never again: one line when the limit is reached
+    with pytest.raises(StorageError, match=r"storage error \(terminating connection\)$") as info:
+        storage_module.open_storage(pg_url, outage_limit=0.05)
+    assert len(attempts) > 1 and "invalid data" not in str(info.value)
