@@ -1,7 +1,8 @@
 """Tables as users write them: CSV and TSV (pandas ``to_csv``, Excel, by hand) and Parquet.
 
-A table is read with pandas, every cell as text first, so that nothing about the file is
-guessed from its first cell alone:
+A table is read with pandas: its first lines as text, cell by cell, to decide what the file is
+(nothing is guessed from its first cell alone), then the whole file with pandas' own number
+parsing, a column it cannot parse converted cell by cell:
 
 - **the delimiter** is sniffed among ``,`` ``;`` tab and ``|`` (tab for ``.tsv``), or set
   (``[data] delimiter``); with ``;`` a decimal comma (``1,5``) reads as a number, as Excel
@@ -24,7 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,7 +464,7 @@ def _pick(cells: _Cells, wanted: Sequence[str], what: str) -> list[int]:
     return [cells.names.index(n) for n in wanted]
 
 
-def _fast_then_exact(read):
+def _fast_then_exact(read: Callable[[bool], Table]) -> Table:
     """Run ``read(exact)`` fast, and again exactly when the fast reading cannot say what is wrong."""
     try:
         return read(False)
