@@ -43,7 +43,7 @@ from svmhpo.errors import DatabaseUnavailable, first_line
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
-__all__ = ["ResilientRDBStorage", "exception_chain", "outage_in", "watching_outages"]
+__all__ = ["Outage", "ResilientRDBStorage", "exception_chain", "outage_in", "watching_outages"]
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_S = 5.0
@@ -161,7 +161,7 @@ def _reason(exc: BaseException) -> str:
     return first_line(exc).split(" (Background on this error at:")[0].strip()
 
 
-class _Outage:
+class Outage:
     """The outage a storage is in, shared by its threads: when it began, and whether it was given up."""
 
     def __init__(self, shown: str, limit: float) -> None:
@@ -226,7 +226,7 @@ class ResilientRDBStorage(RDBStorage):
     """``RDBStorage`` that waits out database outages of up to ``outage_limit`` seconds (see the module)."""
 
     def __init__(self, url: str, *, shown: str, outage_limit: float = DB_OUTAGE_LIMIT_S, **kwargs: Any) -> None:
-        self._outage = _Outage(shown, outage_limit)
+        self._outage = Outage(shown, outage_limit)
         self._nested = threading.local()
         super().__init__(url, **kwargs)
 

@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 from svmhpo.errors import StorageError, first_line
 from svmhpo.files import write_atomically
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
-from svmhpo.hpo.resilience import ResilientRDBStorage, exception_chain
+from svmhpo.hpo.resilience import Outage, ResilientRDBStorage, exception_chain
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -196,32 +196,30 @@ def _engine_kwargs(url: str) -> dict:
     return {}
 
 
-#: The longest wait between two attempts to open a server storage that went away while opening.
-OPEN_MAX_BACKOFF_S = 2.0
-
-
 def _open(url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[str, Any]) -> RDBStorage:
     """The storage object; a server that answered and then went away while Optuna checked its
     schema (a restart: seen in the compose test, a worker starting while PostgreSQL restarted) is
-    waited for, as an outage mid-run is, up to ``outage_limit`` seconds. A server that never
-    answered fails at once: that is a wrong URL as often as a server that is down."""
+    waited for as an outage mid-run is (:class:`~svmhpo.hpo.resilience.Outage`: the same lines,
+    backoff and limit). A server that never answered fails at once: that is a wrong URL as often
+    as a server that is down."""
     if sqlite:
         return RDBStorage(url, engine_kwargs=kwargs)
-    deadline: float | None = None
-    attempt = 0
+    outage: Outage | None = None
     while True:
         try:
-            return ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
-        except optuna.exceptions.StorageInternalError:  # connected, then a commit failed
-            if deadline is None:
-                deadline = time.monotonic() + outage_limit
-            if time.monotonic() >= deadline:
+            storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
+        except optuna.exceptions.StorageInternalError as exc:  # connected, then a commit failed
+            outage = outage or Outage(shown, outage_limit)
+            wait = outage.delay_after(exc.__cause__ or exc)  # past the limit: DatabaseUnavailable, one line
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            if outage is None:  # never answered
                 raise
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError):
-            if deadline is None or time.monotonic() >= deadline:  # never answered, or for too long
-                raise
-        time.sleep(min(OPEN_MAX_BACKOFF_S, 0.25 * 2**attempt))
-        attempt += 1
+            wait = outage.delay_after(exc)
+        else:
+            if outage is not None:
+                outage.recovered()
+            return storage
+        time.sleep(wait)
 
 
 def open_storage(

@@ -169,7 +169,7 @@ def test_a_server_that_goes_away_while_opening_is_waited_for(pg_url: str, monkey
     from svmhpo.errors import StorageError
     from svmhpo.hpo import storage as storage_module
 
-    monkeypatch.setattr(storage_module, "OPEN_MAX_BACKOFF_S", 0.0)
+    monkeypatch.setattr(resilience, "MAX_BACKOFF_S", 0.0)
     real_init = ResilientRDBStorage.__init__
     attempts: list[str] = []
 
@@ -192,13 +192,18 @@ def test_a_server_that_goes_away_while_opening_is_waited_for(pg_url: str, monkey
         )
 
     plan("commit", "refused", "refused")
-    assert isinstance(storage_module.open_storage(pg_url), ResilientRDBStorage)
+    lines: list[str] = []
+    with watching_outages(lines.append):
+        assert isinstance(storage_module.open_storage(pg_url), ResilientRDBStorage)
     assert attempts == ["commit", "refused", "refused", "ok"]
+    assert lines[0].endswith("(terminating connection); retrying for up to 120 s") and "database lost" in lines[0]
+    assert lines[1].startswith("database back after ") and len(lines) == 2
     plan("refused")  # never answered: a wrong URL as often as a server that is down
     with pytest.raises(StorageError, match=r": cannot connect \(Connection refused\)$"):
         storage_module.open_storage(pg_url)
     assert attempts == ["refused"]
     plan(*["commit"] * 10**6)  # answered, then never again: one line when the limit is reached
-    with pytest.raises(StorageError, match=r"storage error \(terminating connection\)$") as info:
+    with watching_outages(lambda line: None), pytest.raises(StorageError) as info:
         storage_module.open_storage(pg_url, outage_limit=0.05)
+    assert "past [study] db_outage_limit = 0.05 s (terminating connection)" in str(info.value)
     assert len(attempts) > 1 and "invalid data" not in str(info.value)
