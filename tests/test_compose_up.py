@@ -1,5 +1,5 @@
-"""The real compose stack on a real Docker engine: build, ``up --scale worker=3``, kill a worker,
-stop PostgreSQL for a few seconds mid-study, ``down -v``.
+"""The real compose stack on a real Docker engine: build, ``up --scale worker=3``, stop PostgreSQL
+for a few seconds mid-study, kill a worker, ``down -v``.
 
 The project's own Dockerfile and docker-compose.yml run unmodified. Only the base images are
 swapped, through ``PYTHON_IMAGE`` and ``POSTGRES_IMAGE``, for the stand-ins that
@@ -118,15 +118,30 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         wait_for(lambda: _state(init)["Status"] == "exited", 300, "init to finish")
         assert _state(init)["ExitCode"] == 0, _run([*compose, "logs", "init"], env=env)
 
-        # kill one worker in the middle of a trial
         workers = container_of("worker")
         assert len(workers) == 3
+        host_of = {c: _run(["docker", "inspect", "--format", "{{.Config.Hostname}}", c]).strip() for c in workers}
 
         def running_with_worker() -> list:
             return [t for t in _study(url).get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
 
+        # take the database away mid-study, once all three workers are connected and training (a
+        # worker still starting would fail to connect at all, which is a wrong URL as often as an
+        # outage), for longer than their heartbeat interval (1 s), so that every one of them meets
+        # the outage; they wait for it and carry on, none exits
+        def all_training() -> bool:
+            hosts = {t.user_attrs["worker"].split(":")[0] for t in running_with_worker()}
+            return hosts == set(host_of.values())
+
+        wait_for(all_training, 300, "all three workers to be training")
+        _run([*compose, "stop", "postgres"], env=env, timeout=120)
+        time.sleep(DB_DOWN_S)
+        _run([*compose, "start", "postgres"], env=env, timeout=120)
+        study = wait_for(lambda: _study(url), 120, "the database to be back")
+        assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) < TRIALS
+
+        # then kill one worker in the middle of a trial
         running = wait_for(running_with_worker, 300, "a trial")
-        host_of = {c: _run(["docker", "inspect", "--format", "{{.Config.Hostname}}", c]).strip() for c in workers}
         victim = next(c for c in workers if any(t.user_attrs.get("worker", "").startswith(host_of[c]) for t in running))
         # A crash, as an OOM kill is: SIGKILL to the worker process from outside. (`docker kill` is
         # a stop by hand, for which Docker skips the restart policy.)
@@ -137,15 +152,6 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
             if t.user_attrs.get("worker", "").startswith(host_of[victim])
         ]
 
-        # take the database away mid-study for longer than an epoch, so that every worker meets the
-        # outage (a plain restart took about a second: a worker inside an epoch might never notice,
-        # and whether the log said "database lost" was down to timing); they wait and carry on
-        study = _study(url)
-        assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) < TRIALS
-        _run([*compose, "stop", "postgres"], env=env, timeout=120)
-        time.sleep(DB_DOWN_S)
-        _run([*compose, "start", "postgres"], env=env, timeout=120)
-
         # every worker ends with exit 0; the killed one was restarted by its restart policy
         wait_for(lambda: _restarts(victim), 120, "the restart policy to restart the killed worker")
         wait_for(
@@ -155,7 +161,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], worker_logs
         others = [c for c in workers if c != victim]
         assert [_restarts(c) for c in others] == [0, 0], worker_logs[-6000:]  # they rode out the database restart
-        assert "database lost: postgresql+psycopg://svmhpo:***@postgres:5432/svmhpo" in worker_logs
+        assert "database lost: postgresql+psycopg://svmhpo:***@postgres:5432/svmhpo" in worker_logs, worker_logs[-8000:]
         assert "database back after " in worker_logs and "Traceback" not in worker_logs
 
         study = _study(url)
