@@ -17,9 +17,9 @@ import warnings
 import optuna
 
 from svmhpo.hpo.config import load_config
-from svmhpo.hpo.objective import make_objective
+from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.runner import load_study_data, run_trials
-from svmhpo.hpo.studies import create_study
+from svmhpo.hpo.studies import start_study
 from svmhpo.svm.data import training_device
 
 
@@ -27,9 +27,9 @@ def rate(config, data, k: int, trials: int) -> float:
     """Finished trials per second of the trial loop at ``batch_trials = k``."""
     config = config.replace(trials=trials, name=f"throughput-{k}", training={"batch_trials": k})
     with tempfile.TemporaryDirectory() as tmp:
-        study = create_study(config, f"sqlite:///{tmp}/bench.db")
+        study = start_study(config, f"sqlite:///{tmp}/bench.db")
         start = time.perf_counter()
-        counts = run_trials(study, make_objective(config, data))
+        counts = run_trials(study, BatchObjective(config, data))
         return counts.finished / (time.perf_counter() - start)
 
 

@@ -22,7 +22,7 @@ import optuna
 from optuna.storages import RDBStorage
 
 from svmhpo.hpo.resilience import ResilientRDBStorage
-from svmhpo.hpo.storage import _engine_kwargs, mask_url
+from svmhpo.hpo.storage import _engine_kwargs, mask_url, parse_url
 
 URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REPORTS = 10
@@ -52,7 +52,8 @@ def per_trial(storage: RDBStorage, trials: int) -> float:
 def main(trials: int = 100, rounds: int = 3, url: str = URL) -> dict[str, float]:
     """Each side runs ``rounds`` times, alternating; the best round of each counts."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    kwargs = _engine_kwargs(url)  # the same engine settings (pool_pre_ping, connect timeout) on both sides
+    # the same engine settings (pool_pre_ping, connect timeout) on both sides
+    kwargs = _engine_kwargs(url, parse_url(url))
     plain = RDBStorage(url, engine_kwargs=kwargs)
     resilient = ResilientRDBStorage(url, shown=mask_url(url), engine_kwargs=kwargs)
     per_trial(plain, 10), per_trial(resilient, 10)  # warm both connection pools

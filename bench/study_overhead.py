@@ -5,8 +5,8 @@ check each) against a fresh SQLite file, side by side in one run, and prints mil
 trial:
 
 - vanilla Optuna on SQLite with default settings (``sqlite:///file``);
-- svmhpo's trial loop (:func:`svmhpo.hpo.runner.run_trials`) with its storage, the Objective, the
-  Lightning pruning callback and the no-op trainer of :mod:`svmhpo.testing`;
+- svmhpo's trial loop (:func:`svmhpo.hpo.runner.run_trials`) one trial per fit, with its storage,
+  its budget lock, its heartbeats, its pruning watch and the no-op trainer of :mod:`svmhpo.testing`;
 - the same without heartbeats, to show what crash recovery costs (vanilla has none).
 
 Target: svmhpo at most 30 ms per trial.
@@ -24,10 +24,10 @@ from pathlib import Path
 import optuna
 
 from svmhpo.hpo.config import StudyConfig
-from svmhpo.hpo.objective import Objective
+from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.runner import run_trials
 from svmhpo.hpo.space import make_sampler
-from svmhpo.hpo.studies import create_study
+from svmhpo.hpo.studies import start_study
 from svmhpo.testing import NoOpTrainer, noop_score
 
 REPORTS = 10
@@ -68,8 +68,8 @@ def ours(url: str, trials: int, *, heartbeat: bool = True) -> float:
     config = config.model_copy(update={"training": config.training.model_copy(update={"epochs": REPORTS})})
     if not heartbeat:
         config = config.model_copy(update={"heartbeat_interval": None})  # not a user setting: off for this side
-    study = create_study(config, url)
-    objective = Objective(config, data=None, fit_fn=NoOpTrainer())
+    study = start_study(config, url)
+    objective = BatchObjective(config, data=None, batch_trials=1, fit_fn=NoOpTrainer())
     start = time.perf_counter()
     counts = run_trials(study, objective)
     assert counts.finished == trials

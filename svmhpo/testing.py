@@ -18,12 +18,10 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from types import SimpleNamespace
 
-from svmhpo.svm.params import VAL_ACC, SVMParams
+from svmhpo.svm.params import SVMParams
 
 __all__ = [
-    "NoOpBatchTrainer",
     "NoOpTrainer",
     "free_port",
     "install_noop_trainer",
@@ -33,48 +31,14 @@ __all__ = [
 ]
 
 
-class _Score(float):
-    """A float with ``item()``, as the pruning callback reads a logged tensor."""
-
-    def item(self) -> float:
-        return float(self)
-
-
-class NoOpTrainer:
-    """A trainer that reports a made-up ``val_acc`` for ``epochs`` epochs, without training.
-
-    The value grows with the epoch and peaks at ``lr = 0.1``, a rate that also trains well for
-    real (the final refit of the best trial is a real fit), so TPE and the median pruner have
-    something to work on. Each value
-    goes through the callbacks' own ``on_validation_end`` hook, as a Lightning fit calls it, so
-    the pruning callback reports it and prunes exactly as in a real fit.
-    """
-
-    def __init__(self, epoch_seconds: float = 0.0) -> None:
-        self.epoch_seconds = epoch_seconds
-
-    def __call__(self, params: SVMParams, data, *, epochs: int, batch_size: int, seed: int, callbacks=()):
-        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, is_global_zero=True, should_stop=False)
-        module = SimpleNamespace(current_epoch=0)
-        for epoch in range(epochs):
-            if self.epoch_seconds:
-                time.sleep(self.epoch_seconds)
-            trainer.callback_metrics = {VAL_ACC: _Score(noop_score(params.lr, epoch, epochs))}
-            module.current_epoch = epoch
-            for callback in callbacks:
-                callback.on_validation_end(trainer, module)
-        return None, trainer
-
-
 class _NoOpMembers:
-    """A :class:`~svmhpo.svm.batched.MemberFit` whose members only report made-up scores."""
+    """A :class:`~svmhpo.svm.members.MemberFit` whose members only report made-up scores."""
 
-    def __init__(self, members: Sequence[SVMParams], trainer: SimpleNamespace) -> None:
+    def __init__(self, members: Sequence[SVMParams]) -> None:
         self.members = list(members)
         self.current_epoch = 0
         self._live = list(range(len(members)))
         self._val_acc: dict[int, float] = {}
-        self._trainer = trainer
 
     @property
     def live(self) -> tuple[int, ...]:
@@ -92,34 +56,37 @@ class _NoOpMembers:
         self._live = [i for i in self._live if i not in gone]
         for i in gone:
             self._val_acc.pop(i, None)
-        if not self._live:
-            self._trainer.should_stop = True
 
 
-class NoOpBatchTrainer:
-    """The batched counterpart of :class:`NoOpTrainer`: each member reports :func:`noop_score`.
+class NoOpTrainer:
+    """A batch trainer whose members report :func:`noop_score` for ``epochs`` epochs, without training.
 
-    It drives the callbacks as :func:`~svmhpo.svm.batched.fit_batch` does, through
-    ``on_validation_end`` with a :class:`~svmhpo.svm.batched.MemberFit` as the module, and
-    optionally sleeps per epoch (once for the whole batch).
+    The value grows with the epoch and peaks at ``lr = 0.1``, a rate that also trains well for
+    real (the final refit of the best trial is a real fit), so TPE and the median pruner have
+    something to work on. It tells ``watch`` after every epoch, as the real trainers do after
+    every validation, and optionally sleeps per epoch (once for the whole batch). Any batch
+    size, one included.
     """
+
+    #: It never reads the data, so a worker with this trainer loads none (and no torch): it
+    #: starts in about a second.
+    needs_data = False
 
     def __init__(self, epoch_seconds: float = 0.0) -> None:
         self.epoch_seconds = epoch_seconds
 
-    def __call__(self, members: Sequence[SVMParams], data, *, epochs: int, batch_size: int, seed: int, callbacks=()):
-        trainer = SimpleNamespace(sanity_checking=False, should_stop=False)
-        module = _NoOpMembers(members, trainer)
+    def __call__(self, members: Sequence[SVMParams], data, *, epochs: int, batch_size: int, seed: int, watch=None):
+        module = _NoOpMembers(members)
         for epoch in range(epochs):
+            if not module.live:
+                break
             if self.epoch_seconds:
                 time.sleep(self.epoch_seconds)
             module.current_epoch = epoch
             module._val_acc = {i: noop_score(members[i].lr, epoch, epochs) for i in module.live}
-            for callback in callbacks:
-                callback.on_validation_end(trainer, module)
-            if trainer.should_stop:
-                break
-        return module, trainer
+            if watch is not None:
+                watch.after_validation(module)
+        return module, None
 
 
 def noop_score(lr: float, epoch: int, epochs: int) -> float:
@@ -148,10 +115,9 @@ def free_port() -> int:
 def install_noop_trainer(epoch_seconds: float = 0.0) -> None:
     """Make the no-op trainer the default of this process and of the workers it starts."""
     from svmhpo.hpo import workers
-    from svmhpo.hpo.objective import BatchObjective, Objective
+    from svmhpo.hpo.objective import BatchObjective
 
-    Objective.default_fit = staticmethod(NoOpTrainer(epoch_seconds))
-    BatchObjective.default_fit = staticmethod(NoOpBatchTrainer(epoch_seconds))
+    BatchObjective.default_fit = staticmethod(NoOpTrainer(epoch_seconds))
     workers.WORKER_MODULE = "svmhpo.testing"  # not __name__, which is __main__ under `python -m`
 
 

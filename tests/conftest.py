@@ -35,12 +35,11 @@ def digits() -> DeviceData:
 def noop_trainer(monkeypatch: pytest.MonkeyPatch):
     """Make the no-op trainer (:mod:`svmhpo.testing`) the default of this test's in-process runs."""
     from svmhpo.hpo import workers
-    from svmhpo.hpo.objective import BatchObjective, Objective
-    from svmhpo.testing import NoOpBatchTrainer, NoOpTrainer
+    from svmhpo.hpo.objective import BatchObjective
+    from svmhpo.testing import NoOpTrainer
 
     trainer = NoOpTrainer()
-    monkeypatch.setattr(Objective, "default_fit", staticmethod(trainer))
-    monkeypatch.setattr(BatchObjective, "default_fit", staticmethod(NoOpBatchTrainer()))
+    monkeypatch.setattr(BatchObjective, "default_fit", staticmethod(trainer))
     monkeypatch.setattr(workers, "WORKER_MODULE", "svmhpo.testing")
     return trainer
 

@@ -67,7 +67,8 @@ def test_no_secrets_in_compose_files_or_image() -> None:
     example = (ROOT / ".env.example").read_text()
     assert "POSTGRES_PASSWORD=change-me" in example  # a placeholder, not a password
     assert ".env" in (ROOT / ".gitignore").read_text().split()
-    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert ignored[0] == "*" and not [line for line in ignored if line.startswith("!.env")]  # never in the context
     assert "PASSWORD" not in (ROOT / "Dockerfile").read_text()
 
 
@@ -100,9 +101,18 @@ def test_dockerfile_structure() -> None:
     assert any(v.startswith("TORCH_VARIANT=cpu") for v in args)  # CPU by default, CUDA by build argument
     assert "PYTHON_IMAGE=python:3.11-slim" in args  # the base image is a setting (mirrors, stand-ins)
     assert [v for k, v in steps if k == "FROM"][-1] == "${PYTHON_IMAGE}"
-    copies = [v for k, v in steps if k == "COPY"]
-    assert copies.index("pyproject.toml ./") < copies.index("svmhpo/ svmhpo/")  # deps before source
-    assert "wheelhouse/ /wheelhouse/" in copies  # offline builds install from it
+    # few layers: under Docker's vfs driver (this project's CI) every layer is a full copy of the
+    # filesystem; the build context is one COPY of an allowlist, and the runtime takes one COPY
+    stages: list[list[str]] = []
+    for kind, _ in steps:
+        if kind == "FROM":
+            stages.append([])
+        elif stages and kind in ("RUN", "COPY", "ADD", "WORKDIR"):
+            stages[-1].append(kind)
+    assert [len(stage) for stage in stages] == [2, 3], stages
+    assert ("COPY", ". /src/") in steps and ("COPY", "--from=build /out/ /") in steps
+    allowed = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert allowed[0] == "*" and {"!wheelhouse/", "!pyproject.toml", "!README.md", "!svmhpo/"} <= set(allowed)
     user = [v for k, v in steps if k == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
@@ -187,12 +197,12 @@ def test_init_then_three_workers_fill_the_budget(pg_url: str, tmp_path: Path) ->
             assert p.returncode == 0, err
         loaded = optuna.load_study(study_name=study, storage=pg_url)
         finished = len(loaded.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        assert 9 <= finished < 9 + 3
+        assert finished == 9
         final = loaded.user_attrs["final"]
         assert loaded.user_attrs["warm_start"] and final["test_acc"] > 0.9
         # The stored result describes the best trial and came from one of the three workers. Which
-        # one refits is a race (an overshoot trial may finish after the elected worker checked, and
-        # a worker that joined after the last trial steps in), so the test pins the outcome.
+        # one refits is a race (a worker that joined after the last trial steps in), so the test
+        # pins the outcome.
         assert final["trial"] == best_trial(loaded).number
         assert final["worker"] in {f"{socket.gethostname()}:{p.pid}" for p in procs}
         assert not loaded.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

@@ -20,9 +20,10 @@ import pytest
 from optuna.trial import TrialState
 
 from svmhpo.cli import main
-from svmhpo.errors import OutputError
+from svmhpo.errors import OutputError, StorageError
 from svmhpo.files import TEMP_PREFIX, write_atomically
 from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.testing import wait_for
 
 NOOP = [sys.executable, "-m", "svmhpo.testing"]
@@ -167,7 +168,7 @@ def test_a_full_disk_mid_run_is_one_line_and_the_next_run_leaves_nothing_running
     filler.unlink()
     again = subprocess.run([*command[:-1], "--trials", "60", "--quiet"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="full", storage=open_storage(url))
+    study = read_study("full", url)
     assert not study.get_trials(states=(TrialState.RUNNING,))  # the dead run's trials failed at once
     retried = {t.system_attrs.get("failed_trial") for t in study.trials}
     assert all(t.number in retried for t in study.get_trials(states=(TrialState.FAIL,)))  # and re-queued
@@ -219,9 +220,9 @@ def test_jobs_workers_stop_when_their_parent_is_killed(tmp_path: Path, study_con
 
     def running() -> list:
         try:
-            study = optuna.load_study(study_name="jobs", storage=open_storage(url))
+            study = read_study("jobs", url)
             return study.get_trials(states=(TrialState.RUNNING,))
-        except KeyError:
+        except StorageError:  # not created yet
             return []
 
     try:
@@ -236,7 +237,7 @@ def test_jobs_workers_stop_when_their_parent_is_killed(tmp_path: Path, study_con
 
     wait_for(gone, timeout=60, what="the workers to exit after their parent", interval=0.2)
     time.sleep(0.5)
-    study = optuna.load_study(study_name="jobs", storage=open_storage(url))
+    study = read_study("jobs", url)
     assert not study.get_trials(states=(TrialState.RUNNING,))  # each worker failed its trial on the way out
     assert {study.trials[t.number].state for t in busy} <= {TrialState.FAIL, TrialState.COMPLETE}
 

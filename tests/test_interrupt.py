@@ -16,14 +16,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from svmhpo.hpo.storage import open_storage
+from svmhpo.errors import StorageError
+from svmhpo.hpo.studies import read_study
 from svmhpo.testing import wait_for
 
 
 def _study(url: str, name: str) -> optuna.Study | None:
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url))
-    except KeyError:
+        return read_study(name, url)
+    except StorageError:  # not created yet
         return None
 
 

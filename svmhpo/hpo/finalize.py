@@ -3,7 +3,7 @@
 The best parameters are retrained on train+validation and scored once on the held-out test set.
 The model (the scored weights, its scaler and classes: :mod:`svmhpo.svm.persist`) is saved as
 ``<study>-trial<N>-model.zip`` and attached to the study as an Optuna artifact (a file in
-:func:`~svmhpo.hpo.storage.artifact_dir`; Optuna cannot attach anything to a finished trial).
+:attr:`~svmhpo.hpo.handle.StudyHandle.artifacts`; Optuna cannot attach anything to a finished trial).
 :func:`svmhpo.hpo.tuned.load_model` loads it back. The result is stored on the study as the
 user attribute ``final``. The same split is fitted with scikit-learn's ``LinearSVC`` (C chosen
 on the validation split from ``[baseline] C``), stored as ``baseline``, so that the tuned
@@ -29,8 +29,9 @@ from sklearn.svm import LinearSVC
 from svmhpo.errors import OutputError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.handle import StudyHandle
+from svmhpo.hpo.liveness import FINALIZE_LOCK_WAIT_S, study_lock
 from svmhpo.hpo.space import decode
-from svmhpo.hpo.storage import FINALIZE_LOCK_WAIT_S, artifact_dir, artifact_store, study_lock
 from svmhpo.hpo.studies import best_trial, study_config
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.persist import save_fit, zip_model
@@ -94,11 +95,10 @@ def fit_baseline(config: StudyConfig, data: DeviceData) -> dict:
 
 
 def _save_model(
-    study: optuna.Study,
+    study: StudyHandle,
     trial: optuna.trial.FrozenTrial,
     module: torch.nn.Module,
     data: DeviceData,
-    url: str,
     result: dict,
 ) -> dict:
     """Save the refit as a model zip (see :mod:`svmhpo.svm.persist`) attached to the study, named after the trial.
@@ -107,7 +107,7 @@ def _save_model(
     full disk) the record is dropped again, so no record ever names a file that is not there,
     and the failure is one :class:`~svmhpo.errors.StorageError` line.
     """
-    store_dir = artifact_dir(url)
+    store_dir = study.artifacts
     try:
         store_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,7 +122,7 @@ def _save_model(
             # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
             # goes on the study, its file named after the trial it refits.
             artifact_id = upload_artifact(
-                artifact_store=artifact_store(url),
+                artifact_store=study.artifact_store(),
                 file_path=str(archive),
                 study_or_trial=study,
                 mimetype=MODEL_MEDIA_TYPE,
@@ -141,13 +141,13 @@ def _is_model(meta: dict) -> bool:
     return meta.get("mimetype") == MODEL_MEDIA_TYPE and str(meta.get("filename", "")).endswith("-model.zip")
 
 
-def _drop_other_models(study: optuna.Study, url: str, keep: str | None) -> int:
+def _drop_other_models(study: StudyHandle, keep: str | None) -> int:
     """Remove every model artifact of the study but ``keep`` (file and record); return how many.
 
     They are what a process killed between its upload and writing ``final`` left behind, or a
     record whose file was never written.
     """
-    store = artifact_store(url)
+    store = study.artifact_store()
     dropped = 0
     for meta in records.model_artifacts(study):
         if _is_model(meta) and meta["artifact_id"] != keep:
@@ -158,13 +158,11 @@ def _drop_other_models(study: optuna.Study, url: str, keep: str | None) -> int:
     return dropped
 
 
-def finalize(
-    study: optuna.Study, config: StudyConfig, data: DeviceData, url: str, *, force: bool = False
-) -> dict | None:
+def finalize(study: StudyHandle, config: StudyConfig, data: DeviceData, *, force: bool = False) -> dict | None:
     """Store ``final`` and ``baseline`` on the study unless they already describe the best trial.
 
     Exactly one model per study, whichever processes get here and in whatever order: the whole
-    step holds the study's ``finalize`` lock (:func:`~svmhpo.hpo.storage.study_lock`), so a
+    step holds the study's ``finalize`` lock (:func:`~svmhpo.hpo.liveness.study_lock`), so a
     second process waits and then finds ``final`` describing the best trial; and any other model
     artifact (left by a process killed between its upload and ``final``) is removed. A ``final``
     whose model artifact is gone (deleted in the dashboard) is refit; ``force`` refits in any
@@ -181,10 +179,10 @@ def finalize(
         current = stored and stored.get("trial") == trial.number and stored.get("model_artifact_id") in live
         if force or not current:
             result, module = refit_best(trial, config, data)
-            result.update(_save_model(study, trial, module, data, url, result))
+            result.update(_save_model(study, trial, module, data, result))
             if records.baseline(study) is None:
                 records.set_baseline(study, fit_baseline(config, data))
             records.set_final(study, result)
             stored = result
-        _drop_other_models(study, url, keep=stored.get("model_artifact_id"))
+        _drop_other_models(study, keep=stored.get("model_artifact_id"))
         return stored

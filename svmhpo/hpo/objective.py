@@ -1,8 +1,12 @@
-"""Trials: sample the hyperparameters, fit with Lightning, report ``val_acc`` every epoch.
+"""Trials: sample the hyperparameters, fit, report ``val_acc`` every epoch, prune, tell.
 
-:class:`Objective` runs one trial per fit, as ``study.optimize`` calls it. :class:`BatchObjective`
-runs several asked trials as the members of one batched fit
-(:func:`~svmhpo.svm.batched.fit_batch`), each reporting to its own trial and pruned on its own.
+Every trial of a study is a *member* of a fit: :class:`BatchObjective` asks up to
+``[training] batch_trials`` trials and trains them as one fit, each member reporting to its own
+trial and pruned on its own (:class:`MemberPruning`). A batch of one is a batch like any other,
+trained by the plain one-trial fit (:func:`~svmhpo.svm.members.fit_one`); larger ones by the
+batched fit (:func:`~svmhpo.svm.batched.fit_batch`). The model side is imported only when a real
+fit runs, so the study machinery (and its no-op trainer, :mod:`svmhpo.testing`) loads without
+torch or Lightning.
 """
 
 from __future__ import annotations
@@ -12,74 +16,32 @@ import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightning.pytorch as pl
-import numpy as np
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
 from svmhpo.errors import DatabaseUnavailable
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.handle import StudyHandle, trial_id
+from svmhpo.hpo.liveness import budget_lock
 from svmhpo.hpo.space import suggest
-from svmhpo.hpo.storage import budget_lock
 from svmhpo.hpo.studies import count_trials
 from svmhpo.interrupts import ctrl_c_deferred
-from svmhpo.svm.batched import MemberFit, fit_batch
-from svmhpo.svm.data import DeviceData
-from svmhpo.svm.model import DivergedError
 from svmhpo.svm.params import SVMParams
-from svmhpo.svm.training import fit
 
-__all__ = ["BatchFitFn", "BatchObjective", "FitFn", "Member", "MemberPruning", "Objective", "make_objective"]
+if TYPE_CHECKING:
+    from svmhpo.svm.data import DeviceData
+    from svmhpo.svm.members import MemberFit
 
-#: A trainer: ``fit_fn(params, data, *, epochs, batch_size, seed, callbacks) -> (module, trainer)``
-#: whose trainer's ``callback_metrics`` holds the final ``val_acc``.
-FitFn = Callable[..., tuple]
-
-
-class Objective:
-    """The study's objective over data loaded once per process.
-
-    Each call is a fit whose pruning callback reports :data:`~svmhpo.hpo.records.METRIC` after
-    every epoch, so that the study's pruner can stop it early. A fit whose loss turns NaN or
-    infinite is pruned and marked ``diverged``, and the study goes on. The trial's seed
-    (``config.seed + trial.number``) and worker are stored on it.
-    """
-
-    #: The trainer when none is given; :mod:`svmhpo.testing` swaps in a no-op one for a whole
-    #: process, to test and time the study machinery without training.
-    default_fit: FitFn = staticmethod(fit)
-
-    def __init__(self, config: StudyConfig, data: DeviceData | None, *, fit_fn: FitFn | None = None) -> None:
-        self.config = config
-        self.data = data
-        self.fit_fn = fit_fn or self.default_fit
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        params, batch_size = suggest(trial, self.config)
-        seed = self.config.seed + trial.number
-        records.set_trial_origin(trial, seed)
-        pruning = PyTorchLightningPruningCallback(trial, monitor=records.METRIC)
-        try:
-            _, trainer = self.fit_fn(
-                params,
-                self.data,
-                epochs=self.config.training.epochs,
-                batch_size=batch_size,
-                seed=seed,
-                callbacks=[pruning],
-            )
-        except DivergedError as exc:
-            records.mark_diverged(trial, str(exc))
-            raise optuna.TrialPruned(f"diverged: {exc}") from None
-        return float(trainer.callback_metrics[records.METRIC])
+__all__ = ["BatchFitFn", "BatchObjective", "Member", "MemberPruning"]
 
 
-#: A batch trainer: ``fit_fn(members, data, *, epochs, batch_size, seed, callbacks) -> (module, trainer)``
-#: whose callbacks see a :class:`~svmhpo.svm.batched.MemberFit` as the module.
+#: A batch trainer: ``fit_fn(members, data, *, epochs, batch_size, seed, watch) -> (fit, trainer)``
+#: that tells ``watch`` (a :class:`~svmhpo.svm.members.MemberWatch`) about the running fit and
+#: returns it as a :class:`~svmhpo.svm.members.MemberFit`.
 BatchFitFn = Callable[..., tuple]
 
 
@@ -92,25 +54,21 @@ class Member:
     batch_size: int
 
 
-def _as_logged(value: float) -> float:
-    """``value`` as a one-trial fit reports it: logged as a float32 tensor, then read with ``.item()``."""
-    return float(np.float32(value))
-
-
-class MemberPruning(pl.Callback):
-    """Each member of a batch reports to its own trial and is pruned on its own.
+class MemberPruning:
+    """The study's watch over a fit (a :class:`~svmhpo.svm.members.MemberWatch`): each member
+    reports to its own trial and is pruned on its own.
 
     After every validation each live member's ``val_acc`` is reported to its trial at the
     epoch, and the pruner is asked, exactly as optuna-integration's
-    ``PyTorchLightningPruningCallback`` does for a one-trial fit (the same value, float32 as
-    logged, the same step, the same question); a member the pruner stops is stopped alone and
-    its trial told PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
-    ``diverged`` as soon as the batch notices. What is told is kept in :attr:`told` and passed
-    to ``on_told`` at once.
+    ``PyTorchLightningPruningCallback`` does for a one-trial fit (the same value, the same
+    step, the same question), but with no Lightning ``Trainer`` in between; a
+    member the pruner stops is stopped alone and its trial told PRUNED at once. A member whose
+    loss turned NaN/inf is pruned and marked ``diverged`` as soon as the fit notices. What is
+    told is kept in :attr:`told` and passed to ``on_told`` at once.
     """
 
     def __init__(
-        self, study: optuna.Study, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
+        self, study: StudyHandle, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
     ) -> None:
         self.study = study
         self.members = members
@@ -122,29 +80,26 @@ class MemberPruning(pl.Callback):
         try:
             self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
         except UpdateFinishedTrialError:  # failed as stale by another process between Optuna's check and write
-            self.told[member] = self.study._storage.get_trial(trial._trial_id)
+            self.told[member] = self.study.storage.get_trial(trial_id(trial))
         if self.on_told is not None:
             self.on_told(self.told[member])
 
-    def _tell_diverged(self, module: MemberFit) -> None:
+    def after_update(self, module: MemberFit) -> None:
+        """Tell the members that diverged since the last look: PRUNED, marked ``diverged``."""
         for member, reason in module.take_diverged().items():
             with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
                 records.mark_diverged(self.members[member].trial, reason)
             self.tell(member, TrialState.PRUNED)
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self._tell_diverged(module)
-
-    def on_validation_end(self, trainer: pl.Trainer, module: MemberFit) -> None:
-        self._tell_diverged(module)
-        if trainer.sanity_checking:
-            return
+    def after_validation(self, module: MemberFit) -> None:
+        """Report every live member's ``val_acc``, and stop and tell the ones the pruner prunes."""
+        self.after_update(module)
         pruned = []
         taken = []
         for member, value in module.val_acc.items():
             trial = self.members[member].trial
             try:
-                trial.report(_as_logged(value), step=module.current_epoch)
+                trial.report(value, step=module.current_epoch)
                 if trial.should_prune():
                     pruned.append(member)
             except UpdateFinishedTrialError:  # failed as stale by another process after a long outage
@@ -168,31 +123,38 @@ class BatchObjective:
     seed, so a batched trial is reproduced alone by ``svmhpo train`` with its parameters and seed.
     """
 
-    #: The batch trainer when none is given; :mod:`svmhpo.testing` swaps in a no-op one.
-    default_fit: BatchFitFn = staticmethod(fit_batch)
+    #: The trainer when none is given; ``None`` means the real ones (:func:`model_trainer`).
+    #: :mod:`svmhpo.testing` swaps in a no-op one for a whole process.
+    default_fit: BatchFitFn | None = None
 
     def __init__(
         self,
         config: StudyConfig,
         data: DeviceData | None,
         *,
-        batch_trials: int,
+        batch_trials: int | None = None,
         fit_fn: BatchFitFn | None = None,
     ) -> None:
+        batch_trials = config.training.batch_trials if batch_trials is None else batch_trials
         if batch_trials < 1:
             raise ValueError(f"batch_trials must be at least 1, got {batch_trials}")
         self.config = config
         self.data = data
         self.batch_trials = batch_trials
-        self.fit_fn = fit_fn or self.default_fit
+        self.fit_fn = fit_fn or self.default_fit or model_trainer(batch_trials)
 
-    def ask(self, study: optuna.Study, n: int, *, on_ask: Callable[[int], None] | None = None) -> list[Member]:
+    @property
+    def needs_data(self) -> bool:
+        """Whether the trainer reads the data (the no-op trainer of :mod:`svmhpo.testing` does not)."""
+        return getattr(self.fit_fn, "needs_data", True)
+
+    def ask(self, study: StudyHandle, n: int, *, on_ask: Callable[[int], None] | None = None) -> list[Member]:
         """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
 
         ``on_ask`` gets each trial's storage id as soon as it is asked (to start its heartbeat).
 
         Each ask is preceded by a count of the study, both under
-        :func:`~svmhpo.hpo.storage.budget_lock`, and asking stops once its finished and running
+        :func:`~svmhpo.hpo.liveness.budget_lock`, and asking stops once its finished and running
         trials fill the budget, so processes asking side by side never overshoot it. (Measured
         on ``svmhpo run --trials 200`` alone: 20.8 s with the count before every ask, 20.9 s
         without, within the run-to-run noise.)
@@ -201,7 +163,7 @@ class BatchObjective:
         asked: list[optuna.Trial] = []
         try:
             for _ in range(n):
-                with budget_lock(study), warnings.catch_warnings():  # heartbeats: hpo.storage.heartbeats
+                with budget_lock(study), warnings.catch_warnings():  # heartbeats: hpo.liveness.heartbeats
                     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                     counts = count_trials(study)
                     if counts.finished + counts.running >= self.config.trials:
@@ -210,7 +172,7 @@ class BatchObjective:
                         asked.append(study.ask())
                 trial = asked[-1]
                 if on_ask is not None:
-                    on_ask(trial._trial_id)  # Optuna's own id; Trial has no public accessor for it
+                    on_ask(trial_id(trial))
                 # the batch's seed is its first trial's; seed and worker are stored as soon as asked
                 seed = self.config.seed + (members[0].trial.number if members else trial.number)
                 try:
@@ -228,7 +190,7 @@ class BatchObjective:
         return members
 
     def run(
-        self, study: optuna.Study, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
+        self, study: StudyHandle, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
     ) -> list[FrozenTrial]:
         """Train and tell every member; return the told trials in the members' order.
 
@@ -247,7 +209,7 @@ class BatchObjective:
                     epochs=self.config.training.epochs,
                     batch_size=batch_size,
                     seed=seed,
-                    callbacks=[pruning],
+                    watch=pruning,
                 )
                 values = module.val_acc
                 for member in module.live:
@@ -271,14 +233,21 @@ class BatchObjective:
                 pruning.tell(i, TrialState.FAIL)
 
 
-def _fail_trial(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
     """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale)."""
     with contextlib.suppress(UpdateFinishedTrialError):
         records.set_fail_reason(trial, reason)
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
-def make_objective(config: StudyConfig, data: DeviceData | None) -> Objective | BatchObjective:
-    """One trial per fit when ``[training] batch_trials`` is 1, else batches of that many."""
-    k = config.training.batch_trials
-    return Objective(config, data) if k == 1 else BatchObjective(config, data, batch_trials=k)
+def model_trainer(batch_trials: int) -> BatchFitFn:
+    """The real trainer of batches of ``batch_trials``: the plain one-trial fit for one (it is the
+    faster of the two there, and gives the values one trial per fit always gave), else the batched fit.
+    Imported here, so that the study machinery loads without the model side."""
+    if batch_trials == 1:
+        from svmhpo.svm.members import fit_one
+
+        return fit_one
+    from svmhpo.svm.batched import fit_batch
+
+    return fit_batch

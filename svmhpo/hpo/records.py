@@ -37,12 +37,15 @@ import os
 import re
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from svmhpo.svm.params import VAL_ACC
+
+if TYPE_CHECKING:
+    from svmhpo.hpo.handle import StudyHandle
 
 __all__ = [
     "METRIC",
@@ -115,13 +118,13 @@ def _attrs(holder: optuna.Study | Attrs) -> Attrs:
     return holder.user_attrs if isinstance(holder, optuna.Study) else holder
 
 
-def _system_attrs(study: optuna.Study) -> Attrs:
+def _system_attrs(study: StudyHandle) -> Attrs:
     # Optuna 4 dropped ``Study.system_attrs``; its storage API is the public way to them.
-    return study._storage.get_study_system_attrs(study._study_id)
+    return study.storage.get_study_system_attrs(study.id)
 
 
-def _set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
-    study._storage.set_study_system_attr(study._study_id, key, value)
+def _set_system_attr(study: StudyHandle, key: str, value: Any) -> None:
+    study.storage.set_study_system_attr(study.id, key, value)
 
 
 def file_safe(name: str) -> str:
@@ -134,7 +137,7 @@ def file_safe(name: str) -> str:
 
 
 # --- study ---------------------------------------------------------------------------------------
-def stored_config(study: optuna.Study) -> dict[str, Any] | None:
+def stored_config(study: StudyHandle) -> dict[str, Any] | None:
     """The stored config in its JSON form with the current budget, or ``None`` on a study svmhpo did not create."""
     config = _system_attrs(study).get(CONFIG) or study.user_attrs.get(OLD_CONFIG)
     if config is None:
@@ -143,7 +146,7 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
     return config if trials is None else dict(config, trials=trials)
 
 
-def set_config(study: optuna.Study, config: dict[str, Any]) -> None:
+def set_config(study: StudyHandle, config: dict[str, Any]) -> None:
     """Record the config (JSON form), its budget, its data set's name and the metric on a new study."""
     _set_system_attr(study, CONFIG, config)
     study.set_user_attr(METRIC_NAME, METRIC)
@@ -156,12 +159,12 @@ def features(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
     return _attrs(holder).get(FEATURES)
 
 
-def feature_names(study: optuna.Study) -> list[str] | None:
+def feature_names(study: StudyHandle) -> list[str] | None:
     """The data's feature names in column order, or ``None`` when the data names none."""
     return _system_attrs(study).get(FEATURE_NAMES)
 
 
-def set_features(study: optuna.Study, count: int, names: Sequence[str] | None, label: str | None) -> None:
+def set_features(study: StudyHandle, count: int, names: Sequence[str] | None, label: str | None) -> None:
     """Record the data's columns: their count and label on the study (as the dashboard shows them), the names beside."""
     if names is not None:
         _set_system_attr(study, FEATURE_NAMES, list(names))
@@ -187,7 +190,7 @@ def warm_start(holder: optuna.Study | Attrs) -> dict[str, float] | None:
     return {k: v["chosen_lr"] if isinstance(v, dict) else v for k, v in picked.items()}
 
 
-def lr_finder_curves(study: optuna.Study) -> dict[str, dict] | None:
+def lr_finder_curves(study: StudyHandle) -> dict[str, dict] | None:
     """The LR-finder curves by optimizer (``lr``, ``loss``, ``chosen_lr``, ``lightning_suggestion``)."""
     curves = _system_attrs(study).get(LR_FINDER)
     if curves is None:
@@ -196,7 +199,7 @@ def lr_finder_curves(study: optuna.Study) -> dict[str, dict] | None:
     return curves
 
 
-def set_warm_start(study: optuna.Study, curves: dict[str, dict]) -> None:
+def set_warm_start(study: StudyHandle, curves: dict[str, dict]) -> None:
     """Record the LR-finder curves (system attribute) and the rates they gave (user attribute)."""
     _set_system_attr(study, LR_FINDER, curves)
     # four significant digits for the eye; the curves keep the exact rate the trials were seeded with
@@ -221,7 +224,7 @@ def set_baseline(study: optuna.Study, result: dict[str, Any]) -> None:
     study.set_user_attr(BASELINE, result)
 
 
-def model_artifacts(study: optuna.Study) -> list[dict[str, Any]]:
+def model_artifacts(study: StudyHandle) -> list[dict[str, Any]]:
     """The study's artifact records (``artifact_id``, ``filename``, ``mimetype``, ``encoding``), live ones only.
 
     Optuna keeps one study system attribute per artifact; optuna-dashboard deletes one by
@@ -236,7 +239,7 @@ def model_artifacts(study: optuna.Study) -> list[dict[str, Any]]:
     return found
 
 
-def drop_artifact_record(study: optuna.Study, artifact_id: str) -> None:
+def drop_artifact_record(study: StudyHandle, artifact_id: str) -> None:
     """Mark an artifact record deleted, as optuna-dashboard does (Optuna cannot remove an attribute)."""
     _set_system_attr(study, ARTIFACTS_PREFIX + artifact_id, json.dumps(None))
 
@@ -288,7 +291,7 @@ def retried_from(trial: FrozenTrial) -> int | None:
 
 
 def set_fail_reason(trial: optuna.Trial, reason: str) -> None:
-    """Record why a batch member failed (``study.optimize`` logs it but stores nothing)."""
+    """Record why a trial failed (Optuna stores no reason for a trial told FAIL)."""
     trial.set_user_attr(FAIL_REASON, reason)
 
 

@@ -2,34 +2,34 @@
 
 The budget is the study's total of *finished* trials (complete plus pruned), across every
 process and every resumed run, so re-running after an interruption tops the study up instead of
-adding the budget again. One trial at a time, several workers may overshoot by at most one trial
-each (a trial started before the budget was met is allowed to finish). In batches, every ask is
-preceded by a count of the finished and running trials, the two under a lock that every process
-on the study takes (:func:`~svmhpo.hpo.storage.budget_lock`), so batched workers side by side
-meet the budget exactly.
+adding the budget again. There is one loop, whatever the batch size: ask up to ``batch_trials``
+trials, train them as one fit, tell them, repeat. Every ask is preceded by a count of the
+finished and running trials, the two under a lock that every process on the study takes
+(:func:`~svmhpo.hpo.liveness.budget_lock`), so workers side by side meet the budget exactly.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import DataError, SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig, is_data_path
-from svmhpo.hpo.objective import BatchObjective, Objective
-from svmhpo.hpo.resilience import outage_in
-from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, heartbeats
+from svmhpo.hpo.handle import StudyHandle
+from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, heartbeats
+from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.interrupts import raise_if_lost
-from svmhpo.svm.data import DeviceData, TableFormat, prepare_data, training_device
+from svmhpo.svm.tables import TableFormat
+
+if TYPE_CHECKING:
+    from svmhpo.svm.data import DeviceData
 
 __all__ = ["MAX_CONSECUTIVE_FAILURES", "load_study_data", "run_trials"]
 
@@ -39,6 +39,8 @@ MAX_CONSECUTIVE_FAILURES = 5
 
 def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
     """Load and split the study's data once for this process, on the training device."""
+    from svmhpo.svm.data import prepare_data, training_device  # the model side, only when data is loaded
+
     d = config.data
     if is_data_path(d.source) and not Path(d.source).expanduser().exists():
         # a worker on another host, or a file moved since: say which path the study names
@@ -63,37 +65,9 @@ def table_format(config: StudyConfig) -> TableFormat:
     return TableFormat(label=d.label, features=d.features, delimiter=d.delimiter, header=d.header)
 
 
-class _StopWhen:
-    """Optuna callback: stop at the budget (one trial count per trial), or after repeated failures."""
-
-    def __init__(
-        self, budget: int, on_counts: Callable[[Counts], None] | None, on_finished: Callable[[FrozenTrial], None] | None
-    ) -> None:
-        self.budget = budget
-        self.on_counts = on_counts
-        self.on_finished = on_finished
-        self.consecutive_failures = 0
-        self.last_error: str | None = None
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        raise_if_lost()
-        if trial.state == TrialState.FAIL:
-            self.consecutive_failures += 1
-            self.last_error = records.fail_reason(trial) or self.last_error
-        else:
-            self.consecutive_failures = 0
-        if self.on_finished is not None:
-            self.on_finished(trial)
-        counts = count_trials(study)
-        if self.on_counts is not None:
-            self.on_counts(counts)
-        if counts.finished >= self.budget or self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-            study.stop()
-
-
 def run_trials(
-    study: optuna.Study,
-    objective: Objective | BatchObjective,
+    study: StudyHandle,
+    objective: BatchObjective,
     *,
     timeout: float | None = None,
     on_counts: Callable[[Counts], None] | None = None,
@@ -109,76 +83,10 @@ def run_trials(
     process starts a trial or a batch. Returns the final counts.
     """
     fail_dead_local_trials(study)
-    if isinstance(objective, BatchObjective):
-        return _run_batches(study, objective, timeout=timeout, on_counts=on_counts, on_finished=on_finished)
-    config = objective.config
-    stopper = _StopWhen(config.trials, on_counts, on_finished)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        counts = count_trials(study)
-        remaining = config.trials - counts.finished
-        if remaining <= 0:
-            return counts
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            return counts
-        try:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=left,
-                callbacks=[stopper],
-                catch=(Exception,),
-                gc_after_trial=False,
-                show_progress_bar=False,
-            )
-        except KeyboardInterrupt:
-            _stop_optuna_heartbeats()
-            raise
-        except UpdateFinishedTrialError:
-            # After an outage longer than the grace period, another process found this trial stale,
-            # failed it and re-queued it; Optuna's loop raises when telling it. Go on with the next.
-            continue
-        except Exception as exc:
-            outage = outage_in(exc)  # Optuna may have turned it into an error of its own
-            if outage is None:
-                raise
-            raise outage from None
-        if stopper.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-            raise SvmhpoError(
-                f"study {study.study_name!r}: {stopper.consecutive_failures} trials failed in a row "
-                f"(last: {stopper.last_error}); stopping"
-            )
-
-
-def _stop_optuna_heartbeats() -> None:
-    """Stop Optuna's per-trial heartbeat threads after Ctrl-C, so that the process can exit.
-
-    They are not daemon threads, and Optuna joins one when its trial ends; a Ctrl-C that lands
-    while Optuna is starting it skips that join, and the thread would beat forever and keep the
-    process alive after its last line (seen once in a few hundred Ctrl-C tests). Its stop event
-    is its third argument.
-    """
-    for thread in threading.enumerate():
-        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
-            thread._args[2].set()
-
-
-def _run_batches(
-    study: optuna.Study,
-    objective: BatchObjective,
-    *,
-    timeout: float | None,
-    on_counts: Callable[[Counts], None] | None,
-    on_finished: Callable[[FrozenTrial], None] | None,
-) -> Counts:
-    """The batched trial loop: ask up to ``batch_trials`` trials, train them as one fit, repeat.
-
-    Each batch asks at most the budget left after the study's finished and running trials, so
-    the budget holds across workers. While other workers' running trials would fill the budget,
-    this one waits for them (a dead worker's trials are failed and re-queued after the grace
-    period, and then run here).
-    """
+    # Each batch asks at most the budget left after the study's finished and running trials, so
+    # the budget holds across workers. While other workers' running trials would fill the budget,
+    # this one waits for them (a dead worker's trials are failed and re-queued after the grace
+    # period, and then run here).
     config = objective.config
     deadline = None if timeout is None else time.monotonic() + timeout
     failures, last_error = 0, None

@@ -7,37 +7,37 @@ The commands that only read studies (``studies``, ``best``, ``report``, ``dashbo
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
-from svmhpo.hpo.finalize import finalize, refit_best
-from svmhpo.hpo.objective import make_objective
+from svmhpo.hpo.election import elected_to_finalize, wait_for_final
+from svmhpo.hpo.handle import StudyHandle
+from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.publish import publish
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.runner import load_study_data, run_trials
-from svmhpo.hpo.storage import adopt_orphans, fail_dead_local_trials, resolve_storage_url
+from svmhpo.hpo.storage import resolve_storage_url
 from svmhpo.hpo.studies import (
-    FINISHED,
     Counts,
     best_trial,
     count_trials,
-    create_study,
-    load_study,
-    open_study,
+    join_study,
+    read_study,
+    start_study,
     study_config,
     summary,
 )
-from svmhpo.hpo.warmstart import run_warm_start
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
-from svmhpo.svm.data import DeviceData
+
+if TYPE_CHECKING:  # the model side is imported where a fit runs, so that a worker starts without it
+    import torch
+
+    from svmhpo.svm.data import DeviceData
 
 __all__ = ["init_study", "refit_study", "reproduce_refit", "run_study", "run_worker"]
 
@@ -57,17 +57,19 @@ def _data_line(data: DeviceData) -> str:
     )
 
 
-def _warm_start(study: optuna.Study, data: DeviceData, config: StudyConfig, on_event: OnEvent | None) -> None:
+def _warm_start(study: StudyHandle, data: DeviceData, config: StudyConfig, on_event: OnEvent | None) -> None:
     if records.warm_start(study) is not None:
         _say(on_event, "warm start: the LR-finder picks stored on the study are reused")
         return
+    from svmhpo.hpo.warmstart import run_warm_start
+
     _say(on_event, f"warm start: LR finder, once per optimizer ({', '.join(config.search.optimizer)})")
     curves = run_warm_start(study, data, config)
     picks = ", ".join(f"{name} {curve['chosen_lr']:.3g}" for name, curve in curves.items())
     _say(on_event, f"warm start: picked lr {picks}; enqueued as the first trials")
 
 
-def _trials_line(study: optuna.Study, config: StudyConfig, workers: str) -> str:
+def _trials_line(study: StudyHandle, config: StudyConfig, workers: str) -> str:
     counts = count_trials(study)
     k = config.training.batch_trials
     per = "one per fit" if k == 1 else f"{k} per batched fit"
@@ -75,22 +77,23 @@ def _trials_line(study: optuna.Study, config: StudyConfig, workers: str) -> str:
 
 
 def _finalize(
-    study: optuna.Study,
+    study: StudyHandle,
     config: StudyConfig,
     data: DeviceData,
-    url: str,
     on_event: OnEvent | None,
     *,
     force: bool = False,
 ) -> None:
+    from svmhpo.hpo.finalize import finalize
+
     _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
-    finalize(study, config, data, url, force=force)
+    finalize(study, config, data, force=force)
     publish(study)
 
 
-def _create(config: StudyConfig, url: str, data: DeviceData) -> optuna.Study:
+def _create(config: StudyConfig, url: str, data: DeviceData) -> StudyHandle:
     """Create (or continue) the study, recording its data's columns the first time."""
-    study = create_study(config, url)
+    study = start_study(config, url)
     if records.features(study) is None:
         records.set_features(study, data.n_features, data.feature_names, data.label)
     return study
@@ -98,7 +101,7 @@ def _create(config: StudyConfig, url: str, data: DeviceData) -> optuna.Study:
 
 def init_study(
     config: StudyConfig, url: str | None = None, *, warm: bool = True, on_event: OnEvent | None = None
-) -> optuna.Study:
+) -> StudyHandle:
     """Create the study (or find it) and record the warm start, running no trials.
 
     The data is loaded and checked first, as ``run`` does, so a study whose workers could not
@@ -157,7 +160,7 @@ def run_study(
     publish(study)
     _say(on_event, _trials_line(study, config, "in this process" if jobs == 1 else f"in {jobs} worker processes"))
     if jobs == 1:
-        objective = make_objective(config, data)
+        objective = BatchObjective(config, data)
         counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     else:
         codes = run_workers(
@@ -176,51 +179,10 @@ def run_study(
                 f"{counts.finished} of {config.trials} trials finished"
             )
     if counts.finished >= config.trials:
-        if jobs == 1 and not _elected_to_finalize(study, config):
-            _wait_for_final(study, config)  # the worker that finished last refits; the run ends with its model
-        _finalize(study, config, data, url, on_event)  # a no-op when the stored model is the best trial's
-    return summary(study, url)
-
-
-def _wait_for_final(study: optuna.Study, config: StudyConfig) -> None:
-    """Wait, up to the grace period, for another process's refit of the best trial to be stored."""
-    deadline = time.monotonic() + config.grace_period
-    while time.monotonic() < deadline:
-        trial, stored = best_trial(study), records.final(study)
-        if trial is None or (stored and stored.get("trial") == trial.number):
-            return
-        time.sleep(0.5)
-
-
-def _elected_to_finalize(study: optuna.Study, config: StudyConfig) -> bool:
-    """Whether this worker refits the best trial, so that workers finishing together do not all do it.
-
-    Once no trial runs, the last finished trial is fixed, and the worker that finished it is
-    elected: one worker, whatever the order in which they get here. So each worker first fails
-    stale trials (their workers died; see :func:`~svmhpo.hpo.storage.adopt_orphans` for those
-    that died before their first heartbeat) and waits, up to twice the heartbeat grace period,
-    for the trials still running; a worker still running one decides for itself when it ends. A worker
-    that finished no trial of the study (it joined late, or restarted under a new identity)
-    steps in. :func:`~svmhpo.hpo.finalize.finalize` skips when the stored result already
-    describes the best trial.
-    """
-    deadline = time.monotonic() + 2 * config.grace_period + config.heartbeat_interval
-    adopted: set[int] = set()
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        fail_dead_local_trials(study)
-        adopt_orphans(study, config.grace_period, adopted)
-        trials = study.get_trials(deepcopy=False)
-        if not any(t.state == TrialState.RUNNING for t in trials):
-            break
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(min(1.0, config.heartbeat_interval))
-    finished = [t for t in trials if t.state in FINISHED]
-    if not any(records.trial_worker(t) == records.WORKER_ID for t in finished):
-        return True
-    last = max(finished, key=lambda t: t.datetime_complete)
-    return records.trial_worker(last) == records.WORKER_ID
+        if jobs == 1 and not elected_to_finalize(study, config):
+            wait_for_final(study, config)  # the worker that finished last refits; the run ends with its model
+        _finalize(study, config, data, on_event)  # a no-op when the stored model is the best trial's
+    return summary(study)
 
 
 @_watching_outages_on_event
@@ -246,7 +208,7 @@ def run_worker(
     url = resolve_storage_url(url)
     if gpus is not None:
         devices = visible_gpus(gpus)
-        study = load_study(name, url)  # fails here, in one line, if the study does not exist
+        study = join_study(name, url)  # fails here, in one line, if the study does not exist
         codes = run_workers(
             name,
             url,
@@ -259,19 +221,21 @@ def run_worker(
         )
         if any(codes):
             raise SvmhpoError(f"study {name!r}: GPU worker exit codes {codes} (GPUs {', '.join(devices)})")
-        return summary(study, url)
-    study = load_study(name, url)
+        return summary(study)
+    study = join_study(name, url)
     config = study_config(study)
     if batch_trials is not None:
         config = config.replace(training={"batch_trials": batch_trials})
-    data = load_study_data(config)
-    _say(on_event, _data_line(data))
+    objective = BatchObjective(config, None)
+    data = None
+    if objective.needs_data:  # always, but for the no-op trainer of svmhpo.testing
+        data = objective.data = load_study_data(config)
+        _say(on_event, _data_line(data))
     _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
-    objective = make_objective(config, data)
     counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
-    if counts.finished >= config.trials and _elected_to_finalize(study, config):
-        _finalize(study, config, data, url, on_event)
-    return summary(study, url)
+    if counts.finished >= config.trials and elected_to_finalize(study, config):
+        _finalize(study, config, data or load_study_data(config), on_event)
+    return summary(study)
 
 
 def refit_study(name: str, url: str | None = None, *, on_event: OnEvent | None = None) -> dict[str, Any]:
@@ -282,14 +246,14 @@ def refit_study(name: str, url: str | None = None, *, on_event: OnEvent | None =
     Returns :func:`~svmhpo.hpo.studies.summary` of the study.
     """
     url = resolve_storage_url(url)
-    study = open_study(name, url)
+    study = read_study(name, url)
     if best_trial(study) is None:
         raise SvmhpoError(f"study {name!r} has no completed trial to refit")
     config = study_config(study)
     data = load_study_data(config)
     _say(on_event, _data_line(data))
-    _finalize(study, config, data, url, on_event, force=True)
-    return summary(study, url)
+    _finalize(study, config, data, on_event, force=True)
+    return summary(study)
 
 
 def reproduce_refit(name: str, url: str | None = None) -> tuple[dict[str, Any], torch.nn.Module, DeviceData]:
@@ -298,12 +262,14 @@ def reproduce_refit(name: str, url: str | None = None) -> tuple[dict[str, Any], 
 
     Returns the result (the numbers ``svmhpo best`` shows, for the same trial), the module and the data.
     """
-    study = open_study(name, url)
+    study = read_study(name, url)
     trial = best_trial(study)
     if trial is None:
         raise SvmhpoError(f"study {name!r} has no completed trial yet")
     config = study_config(study)
     data = load_study_data(config)
+    from svmhpo.hpo.finalize import refit_best
+
     result, module = refit_best(trial, config, data)
     result["study"] = name
     result["baseline"] = records.baseline(study)

@@ -1,4 +1,4 @@
-"""Study storage: where studies live and how svmhpo connects to them.
+"""Study storage: where studies live and how svmhpo connects to them (liveness is :mod:`svmhpo.hpo.liveness`).
 
 - The default is a SQLite file, :func:`default_storage_url`, needing no server.
 - ``--storage`` or ``$SVMHPO_STORAGE`` take any SQLAlchemy URL, PostgreSQL
@@ -7,7 +7,8 @@
 SQLite connections get WAL journalling, ``synchronous=NORMAL`` and a 60 s busy timeout, so that
 several processes on one file wait for each other instead of failing with "database is locked".
 A study that runs trials gets Optuna heartbeats and the retry callback (:func:`set_heartbeat`),
-so that a trial whose worker died is failed after the grace period and re-queued. Connection errors become one-line
+so that a trial whose worker died is failed after the grace period and re-queued.
+The URL is parsed once, when the storage is opened (:func:`open_storage`). Connection errors become one-line
 :class:`~svmhpo.errors.StorageError` messages with the password masked.
 
 A database server (PostgreSQL, MySQL) gets :class:`~svmhpo.hpo.resilience.ResilientRDBStorage`,
@@ -17,18 +18,13 @@ storage does not wait: a wrong URL or a server that is down at the start is one 
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import errno
-import fcntl
 import os
 import re
 import shutil
 import sqlite3
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
@@ -47,14 +43,9 @@ from svmhpo.hpo.resilience import Outage, ResilientRDBStorage, exception_chain
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "AtomicArtifactStore",
-    "Heartbeats",
-    "adopt_orphans",
     "artifact_dir",
     "artifact_store",
-    "budget_lock",
     "default_storage_url",
-    "fail_dead_local_trials",
-    "heartbeats",
     "mask_url",
     "open_storage",
     "parse_url",
@@ -62,7 +53,6 @@ __all__ = [
     "set_heartbeat",
     "set_outage_limit",
     "storage_failure",
-    "study_lock",
 ]
 
 #: How long a connection attempt may take before the URL is reported unreachable.
@@ -176,8 +166,7 @@ def _sqlite_creator(database: str):
     return connect
 
 
-def _engine_kwargs(url: str) -> dict:
-    parsed = parse_url(url)
+def _engine_kwargs(url: str, parsed: URL) -> dict:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
@@ -239,12 +228,13 @@ def open_storage(
     """
     url = resolve_storage_url(url)
     shown = mask_url(url)
-    kwargs = _engine_kwargs(url)
-    sqlite = parse_url(url).get_backend_name() == "sqlite"
+    parsed = parse_url(url)
+    kwargs = _engine_kwargs(url, parsed)
+    sqlite = parsed.get_backend_name() == "sqlite"
     try:
         storage = _open(url, shown, sqlite, outage_limit, kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
-        if parse_url(url).get_backend_name() == "sqlite":
+        if sqlite:
             raise StorageError(f"{shown}: cannot open the SQLite file ({first_line(exc)})") from None
         raise StorageError(f"{shown}: cannot connect ({mask_in(first_line(exc), url)})") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
@@ -309,153 +299,6 @@ def mask_in(text: str, url: str) -> str:
     return text
 
 
-class Heartbeats:
-    """Trials whose heartbeat this process keeps; see :func:`heartbeats`."""
-
-    def __init__(self, storage, interval: float | None) -> None:
-        self._storage = storage
-        self.interval = interval
-        self._ids: list[int] = []
-        self._lock = threading.Lock()
-
-    def add(self, trial_id: int) -> None:
-        """Beat for ``trial_id`` from now on, starting with one beat at once.
-
-        Call it as soon as a trial is asked: a RUNNING trial with no heartbeat at all is never
-        found stale, so a worker killed before its first beat would leave it running forever.
-        """
-        if self.interval:
-            self._storage.record_heartbeat(trial_id)
-            with self._lock:
-                self._ids.append(trial_id)
-
-    def beat(self) -> None:
-        with self._lock:
-            ids = list(self._ids)
-        for trial_id in ids:
-            self._storage.record_heartbeat(trial_id)
-
-
-@contextlib.contextmanager
-def heartbeats(study: optuna.Study) -> Iterator[Heartbeats]:
-    """Within the block, write a heartbeat every heartbeat interval for each trial added to the yielded set.
-
-    ``study.optimize`` keeps one trial alive this way; a batch of trials runs outside it, so one
-    thread here beats for all of them, and a worker killed mid-batch leaves every one of its
-    trials stale, to be failed and re-queued. Nothing is written when the storage has
-    heartbeats off.
-    """
-    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
-    get_interval = getattr(storage, "get_heartbeat_interval", None)  # RDB storages, cached or not
-    beats = Heartbeats(storage, get_interval() if get_interval is not None else None)
-    if not beats.interval:
-        yield beats
-        return
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(beats.interval):
-            beats.beat()
-
-    thread = threading.Thread(target=loop, name="svmhpo-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield beats
-    finally:
-        stop.set()
-        thread.join()
-
-
-#: First key of the PostgreSQL advisory locks svmhpo takes, by purpose; the second is the study's id.
-ADVISORY_LOCK_CLASS = {"budget": 0x5A3D, "finalize": 0x5A3E}
-#: How long to wait for the budget lock before asking without it (a holder holds it for one ask).
-BUDGET_LOCK_WAIT_S = 10.0
-#: How long to wait for the finalize lock: a holder holds it for one refit, minutes on MNIST.
-FINALIZE_LOCK_WAIT_S = 3600.0
-
-
-@contextlib.contextmanager
-def budget_lock(study: optuna.Study) -> Iterator[bool]:
-    """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
-
-    Workers that count the study's finished and running trials and then ask for one, side by
-    side, could both see room for the last trial and overshoot the budget. Under this lock the
-    two steps are one. A lock that cannot be taken (see :func:`study_lock`) within
-    :data:`BUDGET_LOCK_WAIT_S` is gone without: the budget may then be overshot by one trial per
-    worker, as with one trial per fit.
-    """
-    with study_lock(study, "budget", BUDGET_LOCK_WAIT_S) as held:
-        yield held
-
-
-@contextlib.contextmanager
-def study_lock(study: optuna.Study, purpose: str, wait_s: float) -> Iterator[bool]:
-    """Hold the study's ``purpose`` lock (``budget`` or ``finalize``) in the block; yield whether it is held.
-
-    PostgreSQL: an advisory lock on a connection of its own (released by the server if that
-    connection dies). SQLite: ``flock`` on a file beside the database (its processes share one
-    machine; the lock dies with its process). Other databases, a lock that cannot be taken
-    because the database is away, or one not free within ``wait_s`` seconds, yield ``False``:
-    the caller goes on unlocked or gives up, as its purpose allows.
-    """
-    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
-    engine = getattr(storage, "engine", None)
-    backend = engine.url.get_backend_name() if engine is not None else None
-    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        suffix = ".budget-lock" if purpose == "budget" else f".{purpose}-lock"
-        try:
-            handle = open(Path(engine.url.database).with_suffix(suffix), "a")
-        except OSError:  # a read-only folder: nothing can be written there anyway
-            yield False
-            return
-        with handle:
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        yield False
-                        return
-                    time.sleep(0.01)
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-        return
-    if backend != "postgresql":
-        yield False
-        return
-    key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study._study_id}
-    conn = None
-    try:
-        conn = engine.connect()
-        # try, not wait: a holder cut off by the network keeps its lock until the server notices,
-        # which can take TCP keepalive's hours; past the wait, go on without
-        deadline = time.monotonic() + wait_s
-        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:c, :s)"), key).scalar():
-            if time.monotonic() > deadline:
-                raise TimeoutError
-            time.sleep(0.01)
-    except (sqlalchemy.exc.SQLAlchemyError, TimeoutError):  # the database is away: the storage calls wait
-        if conn is not None:
-            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                conn.close()
-        conn = None
-    if conn is None:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
-            conn.rollback()
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.close()
-
-
 class AtomicArtifactStore(FileSystemArtifactStore):
     """Optuna's file-system artifact store, writing each file under a temporary name and renaming it.
 
@@ -471,69 +314,3 @@ class AtomicArtifactStore(FileSystemArtifactStore):
 def artifact_store(url: str) -> AtomicArtifactStore:
     """The artifact store of the storage at ``url`` (see :func:`artifact_dir`); its folder is not created."""
     return AtomicArtifactStore(artifact_dir(url))
-
-
-def adopt_orphans(study: optuna.Study, grace_period: float, adopted: set[int]) -> None:
-    """Give RUNNING trials that no process ever claimed one heartbeat, so that they can go stale.
-
-    A worker killed between Optuna creating its trial and the trial's first heartbeat leaves a
-    RUNNING trial with no heartbeat at all, which Optuna's stale-trial check never sees: the
-    budget would wait for it forever. A live worker stores ``worker`` on a trial right after
-    asking for it, so a RUNNING trial without it, older than the grace period, is an orphan:
-    one heartbeat from here (once per process, ids kept in ``adopted``) lets
-    ``fail_stale_trials`` fail it after the grace period and the retry callback re-queue it.
-    """
-    from svmhpo.hpo.records import trial_worker
-
-    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
-    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
-        return
-    now = datetime.datetime.now()
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        started = trial.datetime_start
-        if trial._trial_id in adopted or trial_worker(trial) is not None or started is None:
-            continue
-        if (now - started).total_seconds() > grace_period:
-            storage.record_heartbeat(trial._trial_id)
-            adopted.add(trial._trial_id)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def fail_dead_local_trials(study: optuna.Study) -> list[int]:
-    """Fail, at once, the RUNNING trials of processes of this host that no longer exist; return their numbers.
-
-    A worker killed by SIGKILL, a full disk or a crash leaves its trials RUNNING; heartbeats
-    get them failed after the grace period by whichever process looks. A trial whose ``worker``
-    names this host and a process id that is gone needs no grace period: it is failed now and
-    re-queued with the same parameters (the storage's retry callback, as for a stale trial).
-    A reused process id only makes this wait for the heartbeat, never fail a live trial here.
-    """
-    from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
-
-    host = WORKER_ID.rpartition(":")[0]
-    storage = study._storage  # the study's own storage: Optuna exposes no public accessor
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker_host, _, pid = (trial_worker(trial) or "").rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        try:
-            set_fail_reason_of(storage, trial._trial_id, f"its worker {worker_host}:{pid} is gone")
-            storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
-            continue
-        failed.append(trial.number)
-        get_callback = getattr(storage, "get_heartbeat_stale_trial_callback", None)  # as fail_stale_trials
-        callback = get_callback() if get_callback is not None else None
-        if callback is not None:
-            callback(study, storage.get_trial(trial._trial_id))
-    return failed

@@ -1,28 +1,35 @@
-"""Create, open and count studies, without importing torch.
+"""Start, join, read and count studies, without importing torch.
 
 A study carries its config (see :mod:`svmhpo.hpo.records`), so a worker needs only the study
-name and the storage URL. :func:`create_study` and :func:`load_study` return plain Optuna
-studies, with the sampler, pruner and heartbeat their config asks for; :func:`study_config`
-reads the config back.
+name and the storage URL. The openers are named by role, and each returns a
+:class:`~svmhpo.hpo.handle.StudyHandle`:
+
+- :func:`start_study` creates a study from a config, or continues it (``run``, ``init``);
+- :func:`join_study` opens it as a worker sharing it with others (``worker``), with the
+  sampler, pruner, heartbeats and outage limit its stored config asks for;
+- :func:`read_study` opens it to read it (``best``, ``report``, ``predict``, ``refit``).
+
+:func:`study_config` reads the stored config back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig, config_differences, load_config
+from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.space import make_pruner, make_sampler
 from svmhpo.hpo.storage import (
-    artifact_dir,
-    artifact_store,
     mask_url,
     open_storage,
     resolve_storage_url,
@@ -35,13 +42,13 @@ __all__ = [
     "Counts",
     "best_trial",
     "count_trials",
-    "create_study",
     "delete_study",
-    "load_study",
+    "join_study",
     "model_state",
-    "open_study",
+    "read_study",
     "refit_command",
     "run_config",
+    "start_study",
     "study_config",
     "summary",
 ]
@@ -98,7 +105,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(complete, key=lambda t: (t.value, -t.number))
 
 
-def study_config(study: optuna.Study) -> StudyConfig:
+def study_config(study: StudyHandle) -> StudyConfig:
     """The config stored on ``study``."""
     raw = records.stored_config(study)
     if raw is None:
@@ -106,30 +113,30 @@ def study_config(study: optuna.Study) -> StudyConfig:
     return StudyConfig.from_dict(raw, path=f"study {study.study_name!r}")
 
 
-def open_study(name: str, url: str | None = None) -> optuna.Study:
+def read_study(name: str, url: str | None = None) -> StudyHandle:
     """Open the existing study ``name`` to read it: no heartbeat, and Optuna's default sampler."""
-    return _load(name, open_storage(url), url)
+    url = resolve_storage_url(url)
+    return _open(name, open_storage(url), url)
 
 
-def _load(name: str, storage: optuna.storages.RDBStorage, url: str | None) -> optuna.Study:
+def _open(name: str, storage: optuna.storages.RDBStorage, url: str, **kwargs: Any) -> StudyHandle:
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return StudyHandle(name, storage, url, **kwargs)
     except KeyError:
         names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-        raise StorageError(
-            f"{mask_url(resolve_storage_url(url))}: no study named {name!r} (studies: {names})"
-        ) from None
+        raise StorageError(f"{mask_url(url)}: no study named {name!r} (studies: {names})") from None
 
 
-def load_study(name: str, url: str | None = None) -> optuna.Study:
+def join_study(name: str, url: str | None = None) -> StudyHandle:
     """Open the existing study ``name`` as a worker that shares it with others.
 
     Its sampler uses TPE's constant liar and draws each trial from its own random stream
     (:func:`~svmhpo.hpo.space.make_sampler`), so workers side by side sample different points
     with nothing to pass. Heartbeats are on, with the stored config's interval.
     """
+    url = resolve_storage_url(url)
     storage = open_storage(url)
-    study = _load(name, storage, url)
+    study = _open(name, storage, url)
     config = study_config(study)
     set_heartbeat(storage, config.heartbeat_interval, config.grace_period)
     set_outage_limit(storage, config.db_outage_limit)
@@ -138,27 +145,29 @@ def load_study(name: str, url: str | None = None) -> optuna.Study:
     return study
 
 
-def create_study(config: StudyConfig, url: str | None = None) -> optuna.Study:
+def start_study(config: StudyConfig, url: str | None = None) -> StudyHandle:
     """Create the study ``config.name``, or continue it with the same config.
 
     The returned study samples as the only process running its trials (``svmhpo run`` with one
     job), with TPE's constant liar when it runs them in batches; workers open theirs with
-    :func:`load_study`. An existing study keeps its stored config, except for the trial budget,
+    :func:`join_study`. An existing study keeps its stored config, except for the trial budget,
     which may change, and ``batch_trials``, which each run chooses; any other difference is refused.
     """
+    url = resolve_storage_url(url)
     storage = open_storage(
         url,
         heartbeat_interval=config.heartbeat_interval,
         grace_period=config.grace_period,
         outage_limit=config.db_outage_limit,
     )
-    study = optuna.create_study(
-        study_name=config.name,
-        storage=storage,
-        direction="maximize",
+    with contextlib.suppress(optuna.exceptions.DuplicatedStudyError):  # it exists: continue it
+        storage.create_new_study([StudyDirection.MAXIMIZE], config.name)
+    study = StudyHandle(
+        config.name,
+        storage,
+        url,
         sampler=make_sampler(config, shared=config.training.batch_trials > 1),
         pruner=make_pruner(config),
-        load_if_exists=True,
     )
     stored = records.stored_config(study)
     wanted = config.to_dict()
@@ -197,9 +206,9 @@ def run_config(
     (``digits``).
     """
     if config is None and name is not None:
-        storage = open_storage(url)
+        url = resolve_storage_url(url)
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = StudyHandle(name, open_storage(url), url)
         except KeyError:
             study = None
         if study is not None:
@@ -219,7 +228,7 @@ def refit_command(name: str, storage: str | None = None) -> str:
     return command
 
 
-def model_state(study: optuna.Study, url: str) -> tuple[str, str | None]:
+def model_state(study: StudyHandle) -> tuple[str, str | None]:
     """Where the study's model is: ``("none", None)`` before its refit, ``("live", path)``, or
     ``("missing", path)`` when its artifact was deleted (optuna-dashboard's delete button) or its
     file is not in the artifact folder."""
@@ -227,12 +236,12 @@ def model_state(study: optuna.Study, url: str) -> tuple[str, str | None]:
     if not final or "model_artifact_id" not in final:
         return "none", None
     artifact_id = final["model_artifact_id"]
-    path = str((artifact_dir(url) / artifact_id).absolute())
+    path = str((study.artifacts / artifact_id).absolute())
     live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
     return ("live" if artifact_id in live and Path(path).is_file() else "missing"), path
 
 
-def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
+def summary(study: StudyHandle) -> dict[str, Any]:
     """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
 
     ``final.model`` says where the model is: ``live`` (``model_path`` is a file that
@@ -244,10 +253,10 @@ def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
     best = best_trial(study)
     final = records.final(attrs)
     if final and "model_artifact_id" in final:
-        state, path = model_state(study, resolve_storage_url(url))
+        state, path = model_state(study)
         final = dict(final, model=state, model_path=path if state == "live" else None)
         if state == "missing":
-            final["refit"] = refit_command(study.study_name, url)
+            final["refit"] = refit_command(study.study_name, study.url)
     return {
         "study": study.study_name,
         "budget": records.budget(attrs),
@@ -268,18 +277,16 @@ def summary(study: optuna.Study, url: str | None = None) -> dict[str, Any]:
 def delete_study(name: str, url: str | None = None) -> int:
     """Delete study ``name``, its trials, and the artifact files (saved models) it owns; return how many files.
 
-    Artifacts live in :func:`~svmhpo.hpo.storage.artifact_dir` beside the storage; files written
-    by another machine into its own folder are not reachable from here and stay there.
+    Artifacts live in the study's artifact folder beside the storage; files written by another
+    machine into its own folder are not reachable from here and stay there.
     """
-    url = resolve_storage_url(url)
-    study = open_study(name, url)  # one line if it does not exist
-    store_dir = artifact_dir(url)
+    study = read_study(name, url)  # one line if it does not exist
     removed = 0
-    if store_dir.is_dir():
-        store = artifact_store(url)
+    if study.artifacts.is_dir():
+        store = study.artifact_store()
         for meta in records.model_artifacts(study):
-            if (store_dir / meta["artifact_id"]).exists():
+            if (study.artifacts / meta["artifact_id"]).exists():
                 store.remove(meta["artifact_id"])
                 removed += 1
-    optuna.delete_study(study_name=name, storage=study._storage)  # the opened storage: no second pool
+    optuna.delete_study(study_name=name, storage=study.storage)  # the opened storage: no second pool
     return removed

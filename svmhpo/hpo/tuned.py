@@ -25,8 +25,7 @@ from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
 from svmhpo.hpo.config import DataConfig, StudyConfig
 from svmhpo.hpo.space import decode
-from svmhpo.hpo.storage import artifact_store, resolve_storage_url
-from svmhpo.hpo.studies import best_trial, model_state, open_study, refit_command, study_config
+from svmhpo.hpo.studies import best_trial, model_state, read_study, refit_command, study_config
 from svmhpo.svm.data import load_features
 from svmhpo.svm.params import SVMParams
 from svmhpo.svm.persist import META, WEIGHTS, load_pipeline, read_model
@@ -51,7 +50,7 @@ class BestFit:
 
 def best_fit(name: str, storage: str | None = None) -> BestFit:
     """The settings of study ``name``'s best trial, for ``svmhpo train --from-study``."""
-    study = open_study(name, storage)
+    study = read_study(name, storage)
     trial = best_trial(study)
     if trial is None:
         raise ModelError(f"study {name!r} has no completed trial yet")
@@ -72,9 +71,8 @@ def best_fit(name: str, storage: str | None = None) -> BestFit:
 
 def _download(name: str, storage: str | None, into: Path) -> Path:
     """Fetch study ``name``'s model zip into the folder ``into``; return the file."""
-    url = resolve_storage_url(storage)
-    study = open_study(name, url)
-    state, path = model_state(study, url)
+    study = read_study(name, storage)
+    state, path = model_state(study)
     if state == "none":
         raise ModelError(f"study {name!r} has no tuned model yet: its budget is not met or no trial completed")
     if state == "missing":
@@ -85,7 +83,7 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
     target = into / "model.zip"
     try:
         download_artifact(
-            artifact_store=artifact_store(url),
+            artifact_store=study.artifact_store(),
             file_path=str(target),
             artifact_id=records.final(study)["model_artifact_id"],
         )

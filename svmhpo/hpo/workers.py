@@ -13,12 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.hpo.storage import open_storage
-from svmhpo.hpo.studies import Counts, count_trials
+from svmhpo.hpo.studies import Counts, count_trials, read_study
 
 __all__ = ["PARENT_ENV", "WORKER_MODULE", "follow_parent", "run_workers", "visible_gpus"]
 
@@ -110,7 +108,7 @@ def run_workers(
         )
         for i in range(jobs)
     ]
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study = read_study(name, url)
     seen = {t.number for t in study.get_trials(deepcopy=False, states=_DONE)}
 
     def poll() -> None:

@@ -25,58 +25,31 @@ weights and sample order:
 Members can be stopped at any epoch (pruned, or diverged: a NaN/inf loss stops that member
 alone). A stopped member is dropped from the stacks, so it makes no further update and costs
 nothing; the fit ends when no member is left. The interface a study drives (``live``,
-``val_acc``, ``take_diverged``, ``stop``) is :class:`MemberFit`.
+``val_acc``, ``take_diverged``, ``stop``) is :class:`~svmhpo.svm.members.MemberFit`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
 from svmhpo.svm.data import DeviceData, TensorBatches
+from svmhpo.svm.members import MemberWatch, Watching
 from svmhpo.svm.model import LinearSVM
 from svmhpo.svm.optim import SCHEDULE_POWER
 from svmhpo.svm.params import OPTIMIZERS, FitSettings, SVMParams
 from svmhpo.svm.training import quiet_trainer, train_loader
 
-__all__ = ["BatchedSVMModule", "MemberFit", "StackedOptimizer", "fit_batch"]
+__all__ = ["BatchedSVMModule", "StackedOptimizer", "fit_batch"]
 
 _FIT = FitSettings()
 #: torch.optim's defaults for the Adam family and ASGD, which the single-member fit uses.
 _BETAS, _EPS = (0.9, 0.999), 1e-8
 #: Updates whose per-member coefficients StackedOptimizer computes at once.
 _TABLE_STEPS = 512
-
-
-class MemberFit(Protocol):
-    """What a study reads and steers in a running batch fit, member by member.
-
-    Members are numbered by their position in the list the fit was given.
-    """
-
-    current_epoch: int
-
-    @property
-    def live(self) -> tuple[int, ...]:
-        """The members still training."""
-        ...
-
-    @property
-    def val_acc(self) -> dict[int, float]:
-        """Validation accuracy of each live member at the last validation."""
-        ...
-
-    def take_diverged(self) -> dict[int, str]:
-        """Members whose loss turned NaN/inf since the last call (already stopped), with the reason."""
-        ...
-
-    def stop(self, members: Iterable[int]) -> None:
-        """Stop training ``members`` now; the fit ends when no member is live."""
-        ...
 
 
 class StackedOptimizer(torch.optim.Optimizer):
@@ -483,19 +456,23 @@ def fit_batch(
     batch_size: int = _FIT.batch_size,
     seed: int = 0,
     callbacks: Sequence[pl.Callback] = (),
+    watch: MemberWatch | None = None,
 ) -> tuple[BatchedSVMModule, pl.Trainer]:
     """Train ``members`` side by side on ``data``: one Lightning fit, one shuffle, shared initial weights.
 
     Every member starts from the weights a single fit with ``seed`` starts from and sees the
     samples in that fit's order, so member ``i`` ends where
-    ``fit(members[i], data, seed=seed, ...)`` does. The callbacks steer it through
-    :class:`MemberFit`: read :attr:`~BatchedSVMModule.val_acc` after each validation, stop members.
+    ``fit(members[i], data, seed=seed, ...)`` does. ``watch`` (or the callbacks) steer it as a
+    :class:`~svmhpo.svm.members.MemberFit`: read :attr:`~BatchedSVMModule.val_acc` after each
+    validation, stop members.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         init = LinearSVM(data.n_features, data.n_classes)
     module = BatchedSVMModule(members, init, batch_size=batch_size, steps_per_epoch=-(-len(data.x_train) // batch_size))
     val = TensorBatches(data.x_val, data.y_val, len(data.x_val))
+    if watch is not None:
+        callbacks = [*callbacks, Watching(watch)]
     with quiet_trainer(epochs, callbacks=callbacks) as trainer:
         trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
     return module, trainer

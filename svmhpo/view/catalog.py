@@ -12,14 +12,14 @@ import optuna
 
 from svmhpo.hpo import records
 from svmhpo.hpo.storage import open_storage
-from svmhpo.hpo.studies import count_trials, open_study, summary
+from svmhpo.hpo.studies import count_trials, read_study, summary
 
 __all__ = ["best_summary", "list_studies", "list_trials", "summary", "write_study_report"]
 
 
 def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
     """:func:`summary` of the study ``name``."""
-    return summary(open_study(name, url), url)
+    return summary(read_study(name, url))
 
 
 def list_studies(url: str | None = None) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def list_studies(url: str | None = None) -> list[dict[str, Any]]:
 
 def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
     """Every trial of study ``name``: number, state, value, epochs run, parameters, seed, worker, times."""
-    study = open_study(name, url)
+    study = read_study(name, url)
     names = sorted({key for t in study.get_trials(deepcopy=False) for key in t.params})
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -77,4 +77,4 @@ def write_study_report(
     """
     from svmhpo.view.report import write_report
 
-    return str(write_report(open_study(name, url), out, plotlyjs=plotlyjs, force=force))
+    return str(write_report(read_study(name, url), out, plotlyjs=plotlyjs, force=force))

@@ -20,13 +20,12 @@ from svmhpo.hpo.config import load_config
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.runner import MAX_CONSECUTIVE_FAILURES, run_trials
 from svmhpo.hpo.space import make_pruner
-from svmhpo.hpo.storage import open_storage
-from svmhpo.hpo.studies import create_study
-from svmhpo.testing import NoOpBatchTrainer
+from svmhpo.hpo.studies import read_study, start_study
+from svmhpo.testing import NoOpTrainer
 
 
 def _study(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(url))
+    return read_study(name, url)
 
 
 def _batches(study: optuna.Study) -> dict[int, list[optuna.trial.FrozenTrial]]:
@@ -38,8 +37,8 @@ def _batches(study: optuna.Study) -> dict[int, list[optuna.trial.FrozenTrial]]:
 def test_members_are_pruned_one_by_one_and_told_at_once(tmp_path: Path, study_config) -> None:
     url = f"sqlite:///{tmp_path / 'b.db'}"
     config = load_config(study_config("members", trials=24, epochs=6, warm=False, batch_trials=8))
-    study = create_study(config, url)
-    objective = BatchObjective(config, None, batch_trials=8, fit_fn=NoOpBatchTrainer(0.02))
+    study = start_study(config, url)
+    objective = BatchObjective(config, None, batch_trials=8, fit_fn=NoOpTrainer(0.02))
     counts = run_trials(study, objective)
     assert counts.finished == 24 and counts.failed == 0 and counts.running == 0
     batches = _batches(study)
@@ -110,7 +109,7 @@ def test_a_failing_batch_fails_every_member_and_the_worker_stops(tmp_path: Path,
         raise RuntimeError("the device fell off")
 
     config = load_config(study_config("broken", trials=20, warm=False, batch_trials=2))
-    study = create_study(config, f"sqlite:///{tmp_path / 'f.db'}")
+    study = start_study(config, f"sqlite:///{tmp_path / 'f.db'}")
     objective = BatchObjective(config, None, batch_trials=2, fit_fn=broken)
     with pytest.raises(SvmhpoError, match=r"trials failed in a row.*the device fell off"):
         run_trials(study, objective)
@@ -123,9 +122,9 @@ def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_and_rerun(tmp_pat
     """A worker killed between Optuna creating its trial and the first heartbeat leaves a RUNNING
     trial that Optuna never finds stale; a batch worker waiting on the budget must not wait forever."""
     config = load_config(study_config("orphan", trials=3, warm=False, heartbeat=1, grace=2, batch_trials=3))
-    study = create_study(config, f"sqlite:///{tmp_path / 'o.db'}")
+    study = start_study(config, f"sqlite:///{tmp_path / 'o.db'}")
     orphan = study.ask()  # RUNNING, no heartbeat, no worker: its process died right here
-    objective = BatchObjective(config, None, batch_trials=3, fit_fn=NoOpBatchTrainer())
+    objective = BatchObjective(config, None, batch_trials=3, fit_fn=NoOpTrainer())
     counts = run_trials(study, objective, timeout=60)
     assert counts.finished == 3 and counts.running == 0
     assert study.trials[orphan.number].state == TrialState.FAIL

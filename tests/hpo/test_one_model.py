@@ -18,7 +18,7 @@ import pytest
 
 from svmhpo.files import TEMP_PREFIX
 from svmhpo.hpo import records
-from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 
 #: The svmhpo command line with the no-op trainer and one fault planted where the test says.
 FAULTY = textwrap.dedent("""
@@ -56,7 +56,7 @@ from conftest import assert_one_model  # noqa: E402
 
 
 def _study(url: str) -> optuna.Study:
-    return optuna.load_study(study_name="one", storage=open_storage(url))
+    return read_study("one", url)
 
 
 @pytest.mark.parametrize("fault", ["after-upload", "mid-write", "disk-full"])

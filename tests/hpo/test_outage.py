@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.testing import wait_for
 
 SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]
@@ -23,7 +24,7 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def _states(url: str, name: str) -> dict[TrialState, list[optuna.trial.FrozenTrial]]:
     try:
-        trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
+        trials = read_study(name, url).get_trials(deepcopy=False)
     except Exception:  # not created yet, or the server is restarting
         return {}
     return {state: [t for t in trials if t.state == state] for state in TrialState}

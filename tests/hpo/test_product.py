@@ -63,7 +63,7 @@ def cancer(tmp_path: Path) -> Path:
 def test_continue_export_report_delete_refit_and_train_from_study(
     cancer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from svmhpo.hpo.studies import open_study
+    from svmhpo.hpo.studies import read_study
     from svmhpo.hpo.tuned import load_model
     from svmhpo.svm.data import TableFormat, load_dataset, split_dataset
 
@@ -74,7 +74,7 @@ def test_continue_export_report_delete_refit_and_train_from_study(
     run = ["run", "--storage", url, "--no-warm-start", "--quiet", "--json"]
     first = _json(capsys, [*run, "--config", str(cancer)])
     assert first["budget"] == 6 and first["final"]["model"] == "live"
-    study = open_study("cancer", url)
+    study = read_study("cancer", url)
     stored = study.user_attrs
     assert stored["data"] == str(cancer.parent / "cancer.csv")  # stored absolute
     assert stored["features"] == {"count": 30, "named": True, "label": "diagnosis"}
@@ -134,7 +134,7 @@ def test_continue_export_report_delete_refit_and_train_from_study(
     rebuilt = _json(capsys, ["refit", "--study-name", "cancer", "--storage", url, "--json"])
     assert rebuilt["final"]["model"] == "live" and rebuilt["final"]["trial"] == final["trial"]
     assert rebuilt["final"]["test_acc"] == final["test_acc"] and rebuilt["final"]["test_f1"] == final["test_f1"]
-    assert_one_model(open_study("cancer", url))
+    assert_one_model(read_study("cancer", url))
 
     # train --from-study redoes the refit: the numbers best shows
     again = _json(capsys, ["train", "--from-study", "cancer", "--storage", url, "--json"])

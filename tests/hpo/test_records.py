@@ -10,7 +10,7 @@ import optuna
 from svmhpo.cli import main
 from svmhpo.hpo import records
 from svmhpo.hpo.config import load_config
-from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.hpo.studies import study_config as stored_study_config
 
 CURVES = {
@@ -24,7 +24,8 @@ def test_a_study_in_the_first_layout_is_read_and_continued(tmp_path: Path, study
     url = f"sqlite:///{tmp_path / 's.db'}"
     path = study_config("old", trials=6, warm=False)
     config = load_config(path)
-    study = optuna.create_study(study_name="old", storage=open_storage(url), direction="maximize")
+    optuna.create_study(study_name="old", storage=url, direction="maximize")  # as 0.1.0 did
+    study = read_study("old", url)
     study.set_user_attr("config", config.to_dict())
     study.set_user_attr("metric", records.METRIC)
     study.set_user_attr("warm_start", CURVES)
@@ -36,7 +37,7 @@ def test_a_study_in_the_first_layout_is_read_and_continued(tmp_path: Path, study
 
     # the same config continues it, with a new budget
     assert main(["run", "--config", str(path), "--storage", url, "--trials", "8", "--quiet"]) == 0
-    study = optuna.load_study(study_name="old", storage=open_storage(url))
+    study = read_study("old", url)
     assert len(study.trials) == 8 and records.budget(study) == 8
     assert stored_study_config(study).trials == 8
     capsys.readouterr()
@@ -48,7 +49,7 @@ def test_the_config_lives_beside_a_small_budget(tmp_path: Path, study_config, no
     url = f"sqlite:///{tmp_path / 's.db'}"
     path = study_config("new", trials=6, warm=False)
     assert main(["run", "--config", str(path), "--storage", url, "--quiet"]) == 0
-    study = optuna.load_study(study_name="new", storage=open_storage(url))
+    study = read_study("new", url)
     assert study.user_attrs["budget"] == 6 and study.user_attrs["data"] == "digits"
     assert "config" not in study.user_attrs
     assert stored_study_config(study).to_dict() == load_config(path).to_dict()

@@ -11,7 +11,7 @@ import pytest
 from svmhpo.errors import ModelError
 from svmhpo.hpo.config import load_config
 from svmhpo.hpo.service import run_study
-from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.hpo.tuned import export_model, load_model
 from svmhpo.svm.data import load_dataset, split_dataset
 
@@ -43,7 +43,7 @@ def test_load_model_scores_the_study_test_split_as_stored(tmp_path: Path, study_
 
 def test_the_model_is_a_zip_artifact_on_the_study(tmp_path: Path, study_config) -> None:
     name, url, final = _study_with_winner(tmp_path, study_config, "sgd")
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study = read_study(name, url)
     (meta,) = optuna.artifacts.get_all_artifact_meta(study)
     assert meta.artifact_id == final["model_artifact_id"]
     assert meta.mimetype == "application/zip"

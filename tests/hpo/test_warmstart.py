@@ -8,7 +8,7 @@ import pytest
 
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig, WarmStartConfig
-from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.hpo.warmstart import find_lr, pick_lr, run_warm_start
 from svmhpo.svm.data import DeviceData
 from svmhpo.svm.params import SVMParams
@@ -41,7 +41,9 @@ def test_warm_start_beats_lightnings_suggestion_on_digits(digits: DeviceData) ->
 
 def test_warm_start_is_stored_enqueued_and_reused(digits: DeviceData, tmp_path) -> None:
     config = StudyConfig(warm_start=WarmStartConfig(num_training=30))
-    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), direction="maximize")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="w", storage=url, direction="maximize")
+    study = read_study("w", url)
     curves = run_warm_start(study, digits, config)
     assert set(curves) == {"sgd", "asgd", "adam", "adamw"}
     assert records.lr_finder_curves(study) == curves

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from svmhpo.hpo.studies import open_study
+from svmhpo.hpo.studies import read_study
 from svmhpo.testing import free_port, wait_for
 from svmhpo.view.report import write_report
 
@@ -113,7 +113,7 @@ def test_report_renders_without_javascript_errors(browser, small_study, tmp_path
     from selenium.webdriver.common.by import By
 
     url, name = small_study
-    study = open_study(name, url)
+    study = read_study(name, url)
     path = write_report(study, tmp_path)
     browser.get(path.as_uri())
     plots = wait_for(

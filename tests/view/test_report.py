@@ -10,7 +10,7 @@ import optuna
 from plotly.offline import get_plotlyjs
 
 from svmhpo.cli import main
-from svmhpo.hpo.storage import open_storage
+from svmhpo.hpo.studies import read_study
 from svmhpo.view.report import write_report
 
 
@@ -37,9 +37,9 @@ def test_report_is_self_contained_with_every_panel(small_study, tmp_path: Path) 
 
 
 def _study(tmp_path: Path, name: str) -> optuna.Study:
-    return optuna.create_study(
-        study_name=name, storage=open_storage(f"sqlite:///{tmp_path / 'e.db'}"), direction="maximize"
-    )
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    optuna.create_study(study_name=name, storage=url, direction="maximize")  # a study of another tool
+    return read_study(name, url)
 
 
 def _params(trial: optuna.Trial) -> None:
@@ -102,7 +102,7 @@ def test_figures_fit_the_page_and_importances_say_what_they_rest_on(small_study:
     from svmhpo.view.plots import study_panels
 
     url, name = small_study
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study = read_study(name, url)
     panels = {p.title: p for p in study_panels(study)}
     assert panels["Slices"].figure is not None and panels["Slices"].figure.layout.width is None  # no 1,500 px slices
     complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))

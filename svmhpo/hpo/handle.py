@@ -1,0 +1,65 @@
+"""A study as svmhpo opened it: the Optuna study, and what it was opened with.
+
+Optuna keeps the storage a study was opened with, and the study's id, to itself (``Study``
+has no public accessor for either), yet svmhpo needs both: its own study attributes, heartbeats,
+locks and artifacts go through the storage that was opened, by id. :class:`StudyHandle` is an
+``optuna.Study`` (every Optuna API that takes a study takes it) that also holds, as public
+attributes, the storage that was opened, the study id, the URL (and its masked form for
+messages) and the artifact folder. The openers of :mod:`svmhpo.hpo.studies` return one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+
+from svmhpo.hpo.storage import AtomicArtifactStore, artifact_dir, mask_url
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+    from optuna.trial import FrozenTrial
+
+__all__ = ["StudyHandle", "trial_id"]
+
+
+class StudyHandle(optuna.Study):
+    """An ``optuna.Study`` with the storage it was opened with, its id, its URL and its artifact folder.
+
+    Raises ``KeyError`` (as ``optuna.Study`` does) when the storage holds no study ``name``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        storage: RDBStorage,
+        url: str,
+        *,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        pruner: optuna.pruners.BasePruner | None = None,
+    ) -> None:
+        super().__init__(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        #: The storage that was opened (the study reads through Optuna's cache over it).
+        self.storage = storage
+        #: The study's id in :attr:`storage`.
+        self.id = storage.get_study_id_from_name(name)
+        #: The storage URL, password included: pass it on, never print it (:attr:`shown` is for that).
+        self.url = url
+        #: The storage URL with its password masked, for every message.
+        self.shown = mask_url(url)
+        #: Where the study's artifacts (its model) are stored.
+        self.artifacts: Path = artifact_dir(url)
+
+    def artifact_store(self) -> AtomicArtifactStore:
+        """The study's artifact store (its folder is not created here)."""
+        return AtomicArtifactStore(self.artifacts)
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """A trial's id in its storage, which heartbeats and direct storage calls take.
+
+    Optuna's ``Trial`` and ``FrozenTrial`` keep it as ``_trial_id`` and offer no public
+    accessor; this is the one place svmhpo reads it.
+    """
+    return trial._trial_id

@@ -1,0 +1,245 @@
+"""Liveness of a shared study: heartbeats, orphaned and dead trials, and the study's locks.
+
+Every process that runs trials keeps them alive with heartbeats (:func:`heartbeats`); a trial
+whose worker died is failed and re-queued, after the grace period by Optuna's stale-trial check,
+at once when its worker was a process of this host (:func:`fail_dead_local_trials`), and after
+one adopted heartbeat when it died before its first (:func:`adopt_orphans`). The study's locks
+(:func:`budget_lock`, :func:`study_lock`) make count-then-ask and the refit one process's step
+at a time. Connecting to the storage is :mod:`svmhpo.hpo.storage`'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+import sqlalchemy
+
+from svmhpo.hpo.handle import trial_id
+from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
+
+if TYPE_CHECKING:
+    from svmhpo.hpo.handle import StudyHandle
+
+__all__ = [
+    "BUDGET_LOCK_WAIT_S",
+    "FINALIZE_LOCK_WAIT_S",
+    "Heartbeats",
+    "adopt_orphans",
+    "budget_lock",
+    "fail_dead_local_trials",
+    "heartbeats",
+    "study_lock",
+]
+
+
+class Heartbeats:
+    """Trials whose heartbeat this process keeps; see :func:`heartbeats`."""
+
+    def __init__(self, storage, interval: float | None) -> None:
+        self.storage = storage
+        self.interval = interval
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+
+    def add(self, tid: int) -> None:
+        """Beat for trial ``tid`` (its storage id) from now on, starting with one beat at once.
+
+        Call it as soon as a trial is asked: a RUNNING trial with no heartbeat at all is never
+        found stale, so a worker killed before its first beat would leave it running forever.
+        """
+        if self.interval:
+            self.storage.record_heartbeat(tid)
+            with self._lock:
+                self._ids.append(tid)
+
+    def beat(self) -> None:
+        with self._lock:
+            ids = list(self._ids)
+        for tid in ids:
+            self.storage.record_heartbeat(tid)
+
+
+@contextlib.contextmanager
+def heartbeats(study: StudyHandle) -> Iterator[Heartbeats]:
+    """Within the block, write a heartbeat every heartbeat interval for each trial added to the yielded set.
+
+    One daemon thread beats for every trial of a batch (of one trial or many), so a worker
+    killed mid-batch leaves every one of its trials stale, to be failed and re-queued. Nothing is
+    written when the storage has heartbeats off.
+    """
+    beats = Heartbeats(study.storage, study.storage.get_heartbeat_interval())
+    if not beats.interval:
+        yield beats
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(beats.interval):
+            beats.beat()
+
+    thread = threading.Thread(target=loop, name="svmhpo-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield beats
+    finally:
+        stop.set()
+        thread.join()
+
+
+#: First key of the PostgreSQL advisory locks svmhpo takes, by purpose; the second is the study's id.
+ADVISORY_LOCK_CLASS = {"budget": 0x5A3D, "finalize": 0x5A3E}
+#: How long to wait for the budget lock before asking without it (a holder holds it for one ask).
+BUDGET_LOCK_WAIT_S = 10.0
+#: How long to wait for the finalize lock: a holder holds it for one refit, minutes on MNIST.
+FINALIZE_LOCK_WAIT_S = 3600.0
+
+
+@contextlib.contextmanager
+def budget_lock(study: StudyHandle) -> Iterator[bool]:
+    """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
+
+    Workers that count the study's finished and running trials and then ask for one, side by
+    side, could both see room for the last trial and overshoot the budget. Under this lock the
+    two steps are one. A lock that cannot be taken (see :func:`study_lock`) within
+    :data:`BUDGET_LOCK_WAIT_S` is gone without: the budget may then be overshot by one trial per
+    worker (a database that cannot take the lock, or a holder cut off from it).
+    """
+    with study_lock(study, "budget", BUDGET_LOCK_WAIT_S) as held:
+        yield held
+
+
+@contextlib.contextmanager
+def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool]:
+    """Hold the study's ``purpose`` lock (``budget`` or ``finalize``) in the block; yield whether it is held.
+
+    PostgreSQL: an advisory lock on a connection of its own (released by the server if that
+    connection dies). SQLite: ``flock`` on a file beside the database (its processes share one
+    machine; the lock dies with its process). Other databases, a lock that cannot be taken
+    because the database is away, or one not free within ``wait_s`` seconds, yield ``False``:
+    the caller goes on unlocked or gives up, as its purpose allows.
+    """
+    engine = study.storage.engine
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        suffix = ".budget-lock" if purpose == "budget" else f".{purpose}-lock"
+        try:
+            handle = open(Path(engine.url.database).with_suffix(suffix), "a")
+        except OSError:  # a read-only folder: nothing can be written there anyway
+            yield False
+            return
+        with handle:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if backend != "postgresql":
+        yield False
+        return
+    key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study.id}
+    conn = None
+    try:
+        conn = engine.connect()
+        # try, not wait: a holder cut off by the network keeps its lock until the server notices,
+        # which can take TCP keepalive's hours; past the wait, go on without
+        deadline = time.monotonic() + wait_s
+        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:c, :s)"), key).scalar():
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.01)
+    except (sqlalchemy.exc.SQLAlchemyError, TimeoutError):  # the database is away: the storage calls wait
+        if conn is not None:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                conn.close()
+        conn = None
+    if conn is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
+            conn.rollback()
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.close()
+
+
+def adopt_orphans(study: StudyHandle, grace_period: float, adopted: set[int]) -> None:
+    """Give RUNNING trials that no process ever claimed one heartbeat, so that they can go stale.
+
+    A worker killed between Optuna creating its trial and the trial's first heartbeat leaves a
+    RUNNING trial with no heartbeat at all, which Optuna's stale-trial check never sees: the
+    budget would wait for it forever. A live worker stores ``worker`` on a trial right after
+    asking for it, so a RUNNING trial without it, older than the grace period, is an orphan:
+    one heartbeat from here (once per process, ids kept in ``adopted``) lets
+    ``fail_stale_trials`` fail it after the grace period and the retry callback re-queue it.
+    """
+    if study.storage.get_heartbeat_interval() is None:
+        return
+    now = datetime.datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        started, tid = trial.datetime_start, trial_id(trial)
+        if tid in adopted or trial_worker(trial) is not None or started is None:
+            continue
+        if (now - started).total_seconds() > grace_period:
+            study.storage.record_heartbeat(tid)
+            adopted.add(tid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def fail_dead_local_trials(study: StudyHandle) -> list[int]:
+    """Fail, at once, the RUNNING trials of processes of this host that no longer exist; return their numbers.
+
+    A worker killed by SIGKILL, a full disk or a crash leaves its trials RUNNING; heartbeats
+    get them failed after the grace period by whichever process looks. A trial whose ``worker``
+    names this host and a process id that is gone needs no grace period: it is failed now and
+    re-queued with the same parameters (the storage's retry callback, as for a stale trial).
+    A reused process id only makes this wait for the heartbeat, never fail a live trial here.
+    """
+    host = WORKER_ID.rpartition(":")[0]
+    storage = study.storage
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, pid = (trial_worker(trial) or "").rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        tid = trial_id(trial)
+        try:
+            set_fail_reason_of(storage, tid, f"its worker {worker_host}:{pid} is gone")
+            storage.set_trial_state_values(tid, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
+            continue
+        failed.append(trial.number)
+        callback = storage.get_heartbeat_stale_trial_callback()  # as fail_stale_trials does
+        if callback is not None:
+            callback(study, storage.get_trial(tid))
+    return failed

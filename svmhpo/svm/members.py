@@ -1,0 +1,161 @@
+"""What a study reads and steers in a running fit, member by member, whatever trains the members.
+
+A study runs its trials as the *members* of a fit: K of them side by side in one batched fit
+(:func:`~svmhpo.svm.batched.fit_batch`), or one alone in a plain fit (:func:`fit_one`, which is
+:func:`~svmhpo.svm.training.fit` seen the same way). Either way the study sees the fit as a
+:class:`MemberFit` and is told about it through a :class:`MemberWatch`: after every update (to
+notice a diverged member at once) and after every validation (to report and prune). The study
+side never touches a Lightning ``Trainer``; :class:`Watching` is the one bridge from Lightning's
+hooks to a watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import lightning.pytorch as pl
+
+from svmhpo.svm.data import DeviceData
+from svmhpo.svm.model import VAL_ACC, DivergedError
+from svmhpo.svm.params import FitSettings, SVMParams
+from svmhpo.svm.training import fit
+
+__all__ = ["MemberFit", "MemberWatch", "OneMember", "Watching", "fit_one"]
+
+_FIT = FitSettings()
+
+
+class MemberFit(Protocol):
+    """A running fit as its members: read their accuracy, stop some of them.
+
+    Members are numbered by their position in the list the fit was given.
+    """
+
+    current_epoch: int
+
+    @property
+    def live(self) -> tuple[int, ...]:
+        """The members still training."""
+        ...
+
+    @property
+    def val_acc(self) -> dict[int, float]:
+        """Validation accuracy of each live member at the last validation."""
+        ...
+
+    def take_diverged(self) -> dict[int, str]:
+        """Members whose loss turned NaN/inf since the last call (already stopped), with the reason."""
+        ...
+
+    def stop(self, members: Iterable[int]) -> None:
+        """Stop training ``members`` now; the fit ends when no member is live."""
+        ...
+
+
+class MemberWatch(Protocol):
+    """Told about a running :class:`MemberFit`: the study's side of a fit (its pruning, its tells)."""
+
+    def after_update(self, fit: MemberFit) -> None:
+        """After every training step: members may have diverged."""
+        ...
+
+    def after_validation(self, fit: MemberFit) -> None:
+        """After every epoch's validation: :attr:`MemberFit.val_acc` holds the new values."""
+        ...
+
+
+class Watching(pl.Callback):
+    """Lightning's hooks passed on to a :class:`MemberWatch`, with ``fit`` (or the module) as the fit."""
+
+    def __init__(self, watch: MemberWatch, fit: MemberFit | None = None) -> None:
+        self.watch = watch
+        self.fit = fit
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        self.watch.after_update(self.fit or module)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.watch.after_validation(self.fit or module)
+
+
+class OneMember:
+    """A plain one-trial fit seen as a :class:`MemberFit` of one member (member 0).
+
+    Its ``val_acc`` is the value the fit logged (a float32 tensor, read as a float), so a trial
+    reports what a one-trial fit always reported. Stopping it asks the trainer to stop after this
+    epoch; a loss that turned NaN/inf ends the fit, and the member is then reported diverged.
+    """
+
+    def __init__(self) -> None:
+        self.current_epoch = 0
+        self.trainer: pl.Trainer | None = None
+        self._live: tuple[int, ...] = (0,)
+        self._diverged: dict[int, str] = {}
+
+    @property
+    def live(self) -> tuple[int, ...]:
+        return self._live
+
+    @property
+    def val_acc(self) -> dict[int, float]:
+        if not self._live or self.trainer is None or VAL_ACC not in self.trainer.callback_metrics:
+            return {}
+        return {0: float(self.trainer.callback_metrics[VAL_ACC])}
+
+    def take_diverged(self) -> dict[int, str]:
+        diverged, self._diverged = self._diverged, {}
+        return diverged
+
+    def stop(self, members: Iterable[int]) -> None:
+        if 0 in set(members) and self._live:
+            self._live = ()
+            if self.trainer is not None:
+                self.trainer.should_stop = True
+
+    def diverged(self, reason: str) -> None:
+        self._live, self._diverged = (), {0: reason}
+
+
+class _Tracking(Watching):
+    """:class:`Watching` for a :class:`OneMember`, which it keeps up to date with the trainer and epoch."""
+
+    fit: OneMember
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        self.fit.trainer, self.fit.current_epoch = trainer, module.current_epoch
+        super().on_train_batch_end(trainer, module, *args)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.fit.trainer, self.fit.current_epoch = trainer, module.current_epoch
+        super().on_validation_end(trainer, module)
+
+
+def fit_one(
+    members: Sequence[SVMParams],
+    data: DeviceData,
+    *,
+    epochs: int = _FIT.epochs,
+    batch_size: int = _FIT.batch_size,
+    seed: int = 0,
+    watch: MemberWatch | None = None,
+) -> tuple[OneMember, pl.Trainer | None]:
+    """A batch of one trained by the plain one-trial fit (:func:`~svmhpo.svm.training.fit`).
+
+    It has :func:`~svmhpo.svm.batched.fit_batch`'s signature, so a study runs one trial per fit
+    through the same loop as a batch; the plain fit is the faster of the two for one member. A
+    member whose loss diverges is reported to ``watch`` as diverged, not raised.
+    """
+    (params,) = members
+    member = OneMember()
+    callbacks = [] if watch is None else [_Tracking(watch, member)]
+    try:
+        _, trainer = fit(params, data, epochs=epochs, batch_size=batch_size, seed=seed, callbacks=callbacks)
+    except DivergedError as exc:
+        member.diverged(str(exc))
+        if watch is not None:
+            watch.after_update(member)
+        return member, None
+    member.trainer = trainer
+    return member, trainer
