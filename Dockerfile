@@ -34,7 +34,9 @@ RUN python -m venv /opt/svmhpo \
     && mv /opt/svmhpo /out/opt/svmhpo \
     && cp -r /src/svmhpo/studies /out/app/studies
 
-# The runtime image: the base, a non-root user, and the environment built above, in one layer.
+# The runtime image: the base, a non-root user, its settings, and last the environment built above,
+# in one layer. Last, because under vfs every step after it (even a setting such as USER) would
+# copy and compare the whole 1.6 GB filesystem again: about two minutes each here.
 FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -45,8 +47,8 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin svmhpo \
     && mkdir -p /data \
     && chown svmhpo:svmhpo /data
-COPY --from=build /out/ /
 VOLUME ["/data"]
 ENTRYPOINT ["svmhpo"]
 CMD ["--help"]
 USER 10001:10001
+COPY --from=build /out/ /

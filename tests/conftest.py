@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -10,6 +11,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import textwrap
 import time
@@ -95,55 +97,93 @@ def pg_url() -> str:
     return PG_URL
 
 
+def _pg_bin() -> Path | None:
+    """The newest PostgreSQL server binaries on this machine (Debian's layout), if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
 class PostgresServer:
-    """The local PostgreSQL cluster, which a test may stop and start (it is always started again)."""
+    """A PostgreSQL server of the tests' own, which a test may stop and start (it is started again after).
 
-    def __init__(self, version: str) -> None:
-        self.version = version
+    Its own cluster (``initdb`` in a temporary folder, a free port on 127.0.0.1, trust auth):
+    stopping it disturbs no other test, so the suite can run side by side (pytest-xdist) while
+    one test takes its database away. As root, the server runs as the ``postgres`` user, as
+    PostgreSQL requires.
+    """
 
-    def _ctl(self, action: str) -> None:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, "main", action],
-            capture_output=True, timeout=120, check=True,
-        )  # fmt: skip
+    def __init__(self, bin_dir: Path) -> None:
+        from svmhpo.testing import free_port
 
-    def restart(self) -> None:
-        self._ctl("restart")
+        self.bin = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix="svmhpo-pg-"))
+        self.port = free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.folder, "postgres")
+        self._run("initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
 
-    def stop(self) -> None:
-        self._ctl("stop")
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self._as, str(self.bin / tool), *args], capture_output=True, timeout=120, check=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def ready(self) -> bool:
+        import psycopg
+
+        try:
+            dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres connect_timeout=3"
+            psycopg.connect(dsn).close()
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def start(self) -> None:
-        if not _pg_ready():
-            self._ctl("start")
+        if self.ready():
+            return
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "log")
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _own_pg():
+    bin_dir = _pg_bin()
+    if bin_dir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+        reason = "no PostgreSQL server binaries to start a server of the tests' own: restart tests SKIPPED"
+        _pg_skipped.append(reason)
+        pytest.skip(reason)
+    server = PostgresServer(bin_dir)
+    yield server
+    server.destroy()
 
 
 @pytest.fixture
-def pg_server(pg_url: str):
-    """The local cluster to restart, and a database of the test's own on it (its URL), dropped after.
+def pg_server(_own_pg: PostgresServer):
+    """A PostgreSQL server that the test may stop and start, and a fresh database on it (its URL).
 
-    Restarting the server must not disturb other databases on it, and a test must not leave
-    another test's data behind: each test gets a fresh database.
+    Each test gets a fresh database, dropped after, and the server is running again after it.
     """
     import psycopg
 
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir()) if Path("/etc/postgresql").is_dir() else []
-    if shutil.which("pg_ctlcluster") is None or not versions:
-        reason = "the PostgreSQL server is not a local cluster that pg_ctlcluster can restart: restart tests SKIPPED"
-        _pg_skipped.append(reason)
-        pytest.skip(reason)
-    server = PostgresServer(versions[-1])
     name = f"svmhpo_{uuid.uuid4().hex[:10]}"
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+    admin = f"host=127.0.0.1 port={_own_pg.port} user=postgres dbname=postgres connect_timeout=5"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield server, PG_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield _own_pg, _own_pg.url(name)
     finally:
-        from svmhpo.testing import wait_for
-
-        server.start()
-        wait_for(_pg_ready, timeout=60, what="PostgreSQL to accept connections")
+        _own_pg.start()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
