@@ -21,6 +21,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# One thread per process: the suite runs side by side (pytest-xdist) and starts many worker
+# processes, and on 2 cores two OpenMP threads per process spin against each other; the fits here
+# are small (digits), for which one thread is as fast. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 if TYPE_CHECKING:
     from svmhpo.svm.data import DeviceData
 
@@ -189,10 +194,21 @@ def pg_server(_own_pg: PostgresServer):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    for title, skipped in (("PostgreSQL", _pg_skipped), ("Docker", _docker_skipped)):
-        if skipped:
+    """A red banner for every service whose tests were skipped because it could not be started.
+
+    The reasons come from the skip reports, so the banner shows whichever process skipped them
+    (the tests run in pytest-xdist worker processes; this hook runs in the controller).
+    """
+    reasons = list(_pg_skipped) + list(_docker_skipped)
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+        reasons.append(reason.removeprefix("Skipped: "))
+    for title, marker in (("PostgreSQL", "PostgreSQL"), ("Docker", "DOCKER")):
+        found = [r for r in reasons if marker in r and "SKIPPED" in r]
+        if found:
             terminalreporter.section(title, sep="!", red=True, bold=True)
-            terminalreporter.write_line(skipped[0], red=True, bold=True)
+            terminalreporter.write_line(found[0], red=True, bold=True)
 
 
 # --- Docker: the engine, the stand-in base images and the wheelhouse ----------------------------

@@ -18,7 +18,16 @@ from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials
 from svmhpo.hpo.studies import FINISHED, best_trial
 
-__all__ = ["elected_to_finalize", "wait_for_final"]
+__all__ = ["elected_to_finalize", "final_is_current", "wait_for_final"]
+
+
+def final_is_current(study: StudyHandle) -> bool:
+    """Whether the stored ``final`` refits the best trial and its model artifact is still there:
+    then there is nothing to refit (and no model code to load)."""
+    trial, stored = best_trial(study), records.final(study)
+    if trial is None or not stored or stored.get("trial") != trial.number:
+        return False
+    return stored.get("model_artifact_id") in {meta["artifact_id"] for meta in records.model_artifacts(study)}
 
 
 def wait_for_final(study: StudyHandle, config: StudyConfig) -> None:

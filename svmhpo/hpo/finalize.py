@@ -29,6 +29,7 @@ from sklearn.svm import LinearSVC
 from svmhpo.errors import OutputError, StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
+from svmhpo.hpo.election import final_is_current
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.liveness import FINALIZE_LOCK_WAIT_S, study_lock
 from svmhpo.hpo.space import decode
@@ -175,9 +176,7 @@ def finalize(study: StudyHandle, config: StudyConfig, data: DeviceData, *, force
         if trial is None:
             return None
         stored = records.final(study)
-        live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
-        current = stored and stored.get("trial") == trial.number and stored.get("model_artifact_id") in live
-        if force or not current:
+        if force or not final_is_current(study):
             result, module = refit_best(trial, config, data)
             result.update(_save_model(study, trial, module, data, result))
             if records.baseline(study) is None:

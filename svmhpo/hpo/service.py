@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
-from svmhpo.hpo.election import elected_to_finalize, wait_for_final
+from svmhpo.hpo.election import elected_to_finalize, final_is_current, wait_for_final
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.publish import publish
@@ -79,15 +79,23 @@ def _trials_line(study: StudyHandle, config: StudyConfig, workers: str) -> str:
 def _finalize(
     study: StudyHandle,
     config: StudyConfig,
-    data: DeviceData,
+    data: DeviceData | None,
     on_event: OnEvent | None,
     *,
     force: bool = False,
 ) -> None:
+    """Refit the best trial and store it, unless the stored refit already is the best trial's.
+
+    That check comes first, without the model side: a worker that finds the study finalized by
+    another loads neither the data (``data`` is ``None`` when it has none yet) nor Lightning.
+    :func:`~svmhpo.hpo.finalize.finalize` checks again under the study's lock.
+    """
+    if not force and final_is_current(study):
+        return
     from svmhpo.hpo.finalize import finalize
 
     _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
-    finalize(study, config, data, force=force)
+    finalize(study, config, data or load_study_data(config), force=force)
     publish(study)
 
 
@@ -234,7 +242,7 @@ def run_worker(
     _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
     counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     if counts.finished >= config.trials and elected_to_finalize(study, config):
-        _finalize(study, config, data or load_study_data(config), on_event)
+        _finalize(study, config, data, on_event)
     return summary(study)
 
 

@@ -101,7 +101,10 @@ def test_a_run_killed_and_resumed_samples_new_points(tmp_path: Path, study_confi
         running = study.get_trials(states=(TrialState.RUNNING,))
         return len(study.get_trials(states=FINISHED)) >= before and len(running) >= min(batch_trials, 16)
 
-    proc = subprocess.Popen(command, env=_env(0.3), stderr=subprocess.DEVNULL, start_new_session=True)
+    # a batch's epochs long enough (3 s for the batch) that a poll on a loaded machine (tests side by
+    # side) sees it running before it ends; one trial per fit needs 6 trials done first, so shorter
+    epoch_s = 0.3 if batch_trials == 1 else 1.0
+    proc = subprocess.Popen(command, env=_env(epoch_s), stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(caught, timeout=90, what="a running trial", interval=0.05)
     finally:
