@@ -47,9 +47,14 @@ def _assert_retried(states: dict) -> None:
 
 
 @pytest.mark.postgres
-def test_a_restart_mid_study_loses_nothing_and_both_processes_carry_on(pg_server, study_config) -> None:
+@pytest.mark.parametrize("batch_trials", [1, 16])
+def test_a_restart_mid_study_loses_nothing_and_both_processes_carry_on(pg_server, study_config, batch_trials) -> None:
+    """One trial per fit and batches of 16 go through the same loop, and both ride out the restart."""
     server, url = pg_server
-    config = study_config("restart", trials=60, epochs=4, warm=False, batch_trials=4, heartbeat=1, grace=10)
+    trials = 30 if batch_trials == 1 else 160  # each process takes several fits before the outage
+    config = study_config(
+        "restart", trials=trials, epochs=4, warm=False, batch_trials=batch_trials, heartbeat=1, grace=10
+    )
     # slow enough that the study is far from done when the database goes, and down for longer
     # than a heartbeat: both processes meet the outage whatever the machine's speed (a plain
     # restart right after trial 16 once found the study all but finished, and no line was printed)
@@ -82,7 +87,7 @@ def test_a_restart_mid_study_loses_nothing_and_both_processes_carry_on(pg_server
     assert lost and len(back) == len(lost)  # a line when it is lost, one when it is back
     assert all(url in line for line in lost + back)  # the URL as given, password masked (it has none)
     states = _states(url, "restart")
-    assert len(states[TrialState.COMPLETE]) + len(states[TrialState.PRUNED]) == 60  # exactly the budget
+    assert len(states[TrialState.COMPLETE]) + len(states[TrialState.PRUNED]) == trials  # exactly the budget
     assert states[TrialState.RUNNING] == [] and states[TrialState.WAITING] == []
     _assert_retried(states)
 
