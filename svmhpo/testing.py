@@ -1,10 +1,12 @@
 """Test and benchmark helpers: a no-op trainer that drives the study machinery without training.
 
-:class:`NoOpTrainer` stands in for :func:`svmhpo.svm.training.fit` in an
-:class:`~svmhpo.hpo.objective.Objective`: it reports a made-up ``val_acc`` every epoch through
-the real pruning callback (so Optuna's report, pruning and tell paths all run) and optionally
-sleeps per epoch, so a trial can be caught running. The budget, resume, worker and retry tests
-and the study-overhead benchmark use it, and run in seconds instead of minutes.
+:class:`NoOpTrainer` stands in for the trainers of a study's batches
+(:func:`~svmhpo.svm.members.fit_one`, :func:`~svmhpo.svm.batched.fit_batch`): each member
+reports a made-up ``val_acc`` every epoch to the study's real watch
+(:class:`~svmhpo.hpo.objective.MemberPruning`, so Optuna's report, pruning and tell paths all
+run), and it optionally sleeps per epoch, so a trial can be caught running. It reads no data and
+imports neither torch nor Lightning. The budget, resume, worker and retry tests and the
+study-overhead benchmark use it, and run in seconds instead of minutes.
 
 ``python -m svmhpo.testing ARGS`` is the ``svmhpo`` command line with the no-op trainer in that
 process and in every worker it starts; ``SVMHPO_NOOP_EPOCH_S`` sets the sleep per epoch.
