@@ -43,7 +43,7 @@ from svmhpo.errors import DatabaseUnavailable, first_line
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
-__all__ = ["Outage", "ResilientRDBStorage", "exception_chain", "outage_in", "watching_outages"]
+__all__ = ["Outage", "ResilientRDBStorage", "exception_chain", "watching_outages"]
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_S = 5.0
@@ -113,15 +113,6 @@ def watching_outages(say: Callable[[str], None] | None) -> Iterator[None]:
         _outage_line = previous
         if added:
             _RDB_LOGGER.removeFilter(_NO_FALLBACK_NOTICE)
-
-
-def outage_in(exc: BaseException) -> DatabaseUnavailable | None:
-    """The :class:`DatabaseUnavailable` that ``exc`` is, or was raised while handling, if any.
-
-    Optuna's trial loop can turn a storage error in ``tell`` into an ``UnboundLocalError`` of
-    its own when it cannot read the trial back either; the outage is then found in the chain.
-    """
-    return next((e for e in exception_chain(exc) if isinstance(e, DatabaseUnavailable)), None)
 
 
 def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
