@@ -118,6 +118,7 @@ def test_a_failing_batch_fails_every_member_and_the_worker_stops(tmp_path: Path,
     assert all("the device fell off" in t.user_attrs["fail_reason"] for t in failed)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")  # the test's own bare ask
 def test_a_trial_orphaned_before_its_first_heartbeat_is_failed_and_rerun(tmp_path: Path, study_config) -> None:
     """A worker killed between Optuna creating its trial and the first heartbeat leaves a RUNNING
     trial that Optuna never finds stale; a batch worker waiting on the budget must not wait forever."""
