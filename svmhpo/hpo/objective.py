@@ -243,11 +243,12 @@ def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
 def model_trainer(batch_trials: int) -> BatchFitFn:
     """The real trainer of batches of ``batch_trials``: the plain one-trial fit for one (it is the
     faster of the two there, and gives the values one trial per fit always gave), else the batched fit.
-    Imported here, so that the study machinery loads without the model side."""
-    if batch_trials == 1:
-        from svmhpo.svm.members import fit_one
-
-        return fit_one
-    from svmhpo.svm.batched import fit_batch
-
-    return fit_batch
+    Imported here, so that the study machinery loads without the model side; a Ctrl-C during
+    the import (seconds, for Lightning) is raised when it is done: an import interrupted halfway
+    was seen to end in a ``RecursionError`` or a death by SIGINT instead of exit 130."""
+    with ctrl_c_deferred():  # a Ctrl-C lands after the import, not inside it (which broke the process)
+        if batch_trials == 1:
+            from svmhpo.svm.members import fit_one as trainer
+        else:
+            from svmhpo.svm.batched import fit_batch as trainer
+    return trainer

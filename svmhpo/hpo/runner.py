@@ -25,7 +25,7 @@ from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, heartbeats
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.studies import Counts, count_trials
-from svmhpo.interrupts import raise_if_lost
+from svmhpo.interrupts import ctrl_c_deferred, raise_if_lost
 from svmhpo.svm.tables import TableFormat
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ MAX_CONSECUTIVE_FAILURES = 5
 
 def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
     """Load and split the study's data once for this process, on the training device."""
-    from svmhpo.svm.data import prepare_data, training_device  # the model side, only when data is loaded
+    with ctrl_c_deferred():  # the model side, only when data is loaded, and imported whole
+        from svmhpo.svm.data import prepare_data, training_device
 
     d = config.data
     if is_data_path(d.source) and not Path(d.source).expanduser().exists():

@@ -33,6 +33,7 @@ from svmhpo.hpo.studies import (
     summary,
 )
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
+from svmhpo.interrupts import ctrl_c_deferred
 
 if TYPE_CHECKING:  # the model side is imported where a fit runs, so that a worker starts without it
     import torch
@@ -61,7 +62,8 @@ def _warm_start(study: StudyHandle, data: DeviceData, config: StudyConfig, on_ev
     if records.warm_start(study) is not None:
         _say(on_event, "warm start: the LR-finder picks stored on the study are reused")
         return
-    from svmhpo.hpo.warmstart import run_warm_start
+    with ctrl_c_deferred():  # a Ctrl-C in the middle of importing Lightning left the process broken
+        from svmhpo.hpo.warmstart import run_warm_start
 
     _say(on_event, f"warm start: LR finder, once per optimizer ({', '.join(config.search.optimizer)})")
     curves = run_warm_start(study, data, config)
@@ -92,7 +94,8 @@ def _finalize(
     """
     if not force and final_is_current(study):
         return
-    from svmhpo.hpo.finalize import finalize
+    with ctrl_c_deferred():  # imported whole, or not at all
+        from svmhpo.hpo.finalize import finalize
 
     _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
     finalize(study, config, data or load_study_data(config), force=force)
