@@ -104,9 +104,9 @@ def _save_model(
 ) -> dict:
     """Save the refit as a model zip (see :mod:`svmhpo.svm.persist`) attached to the study, named after the trial.
 
-    Optuna records an artifact before it writes the file; if the write fails (a read-only or
-    full disk) the record is dropped again, so no record ever names a file that is not there,
-    and the failure is one :class:`~svmhpo.errors.StorageError` line.
+    Optuna before 5.1 recorded an artifact before it wrote the file (5.1 writes first); if the
+    write fails (a read-only or full disk) any record it left is dropped again, so no record ever
+    names a file that is not there, and the failure is one :class:`~svmhpo.errors.StorageError` line.
     """
     store_dir = study.artifacts
     try:
