@@ -2,7 +2,8 @@
 
 Python raises ``KeyboardInterrupt`` wherever the main thread happens to be when SIGINT arrives.
 Two places lose it: a garbage-collector callback or ``__del__`` (Python prints "Exception
-ignored in ..." and carries on, so a study ran to its end after a Ctrl-C), and code that catches
+ignored in ..." with a traceback and carries on, so a study ran to its end after a Ctrl-C; within
+:func:`noting_ctrl_c` that print is silenced, as the interrupt is noted), and code that catches
 it to clean up and then goes on in a plain block (Optuna fails an interrupted trial after its
 ``except`` block, where the interrupt is no longer visible). Within :func:`noting_ctrl_c`, a
 Ctrl-C is also noted: :func:`raise_if_lost` re-raises a lost one at the next safe point (each
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -47,12 +49,22 @@ def noting_ctrl_c() -> Iterator[None]:
             raise KeyboardInterrupt
         return None
 
+    previous_hook = sys.unraisablehook
+
+    def quiet_when_noted(unraisable: Any) -> None:
+        # "Exception ignored in <gc callback>" and its traceback are noise: the interrupt is
+        # noted and raise_if_lost raises it at the next safe point
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _pressed.is_set()):
+            previous_hook(unraisable)
+
     signal.signal(signal.SIGINT, on_ctrl_c)
+    sys.unraisablehook = quiet_when_noted
     try:
         yield
     finally:
         global _deferred
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
         _pressed.clear()
         _deferred = False
 
