@@ -17,8 +17,9 @@ import warnings
 import optuna
 
 from svmhpo.hpo.config import load_config
+from svmhpo.hpo.modelside import load_study_data
 from svmhpo.hpo.objective import BatchObjective
-from svmhpo.hpo.runner import load_study_data, run_trials
+from svmhpo.hpo.runner import run_trials
 from svmhpo.hpo.studies import start_study
 from svmhpo.svm.data import training_device
 

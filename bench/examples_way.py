@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from svmhpo.hpo.config import load_config
-from svmhpo.hpo.runner import load_study_data
+from svmhpo.hpo.modelside import load_study_data
 from svmhpo.svm.losses import MultiClassHingeLoss
 from svmhpo.svm.optim import SCHEDULE_POWER, bottou_factor, build_optimizer, parameter_groups
 

@@ -89,7 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
     if args.from_study and not args.train_only:
         return _train_from_study(args)
     if args.from_study:
-        from svmhpo.hpo.runner import load_study_data
+        from svmhpo.hpo.modelside import load_study_data
         from svmhpo.hpo.tuned import best_fit
 
         best = best_fit(args.from_study, args.storage)

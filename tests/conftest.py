@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -40,15 +41,15 @@ def digits() -> DeviceData:
 
 @pytest.fixture
 def noop_trainer(monkeypatch: pytest.MonkeyPatch):
-    """Make the no-op trainer (:mod:`svmhpo.testing`) the default of this test's in-process runs."""
-    from svmhpo.hpo import workers
-    from svmhpo.hpo.objective import BatchObjective
-    from svmhpo.testing import NoOpTrainer
+    """Make the no-op trainer (:mod:`svmhpo.testing`) the trainer of this test's in-process runs;
+    the data and the refit stay real (``only_trials``)."""
+    from svmhpo.hpo import modelside, workers
+    from svmhpo.testing import NoOpSide
 
-    trainer = NoOpTrainer()
-    monkeypatch.setattr(BatchObjective, "default_fit", staticmethod(trainer))
+    side = NoOpSide(only_trials=True)
+    monkeypatch.setattr(modelside, "_current", [side])
     monkeypatch.setattr(workers, "WORKER_MODULE", "svmhpo.testing")
-    return trainer
+    return side.fit
 
 
 def assert_one_model(study) -> None:
@@ -314,18 +315,28 @@ def study_config(tmp_path: Path):
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> tuple[str, str]:
     """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
+    from filelock import FileLock
+
     from svmhpo.hpo.config import load_config
     from svmhpo.hpo.service import run_study
 
+    # built once for all the test processes (pytest-xdist), each of which gets its own copy
+    shared = tmp_path_factory.getbasetemp().parent / "small-study"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "done").exists():
+            shared.mkdir(exist_ok=True)
+            config_path = shared / "r.toml"
+            config_path.write_text(
+                '[study]\nname = "r"\ntrials = 8\n[training]\nepochs = 4\n[warm_start]\nnum_training = 30\n'
+                "[baseline]\nC = [0.1]\n"
+            )
+            run_study(load_config(config_path), f"sqlite:///{shared / 'r.db'}")
+            (shared / "done").touch()
     tmp = tmp_path_factory.mktemp("report")
-    config_path = tmp / "r.toml"
-    config_path.write_text(
-        '[study]\nname = "r"\ntrials = 8\n[training]\nepochs = 4\n[warm_start]\nnum_training = 30\n'
-        "[baseline]\nC = [0.1]\n"
-    )
-    url = f"sqlite:///{tmp / 'r.db'}"
-    run_study(load_config(config_path), url)
-    return url, "r"
+    with sqlite3.connect(shared / "r.db") as src, sqlite3.connect(tmp / "r.db") as dst:
+        src.backup(dst)  # the write-ahead log too, which a file copy would miss
+    shutil.copytree(shared / "r.artifacts", tmp / "r.artifacts")
+    return f"sqlite:///{tmp / 'r.db'}", "r"
 
 
 # --- a real terminal ------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ def test_importing_every_view_and_the_study_machinery_loads_no_torch() -> None:
     modules = sorted(f"svmhpo.view.{p.stem}" for p in (PACKAGE / "view").glob("*.py") if p.stem != "__init__")
     modules += ["svmhpo", "svmhpo.cli", "svmhpo.hpo.records", "svmhpo.hpo.studies", "svmhpo.hpo.config"]
     modules += ["svmhpo.hpo.service", "svmhpo.hpo.runner", "svmhpo.hpo.objective", "svmhpo.testing"]
+    modules += ["svmhpo.hpo.finalize", "svmhpo.hpo.modelside", "svmhpo.hpo.election"]
     loaded = _loaded_after("\n".join(f"import {m}" for m in modules))
     assert not {"torch", "lightning", "torchmetrics"} & set(loaded)
 

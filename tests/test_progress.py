@@ -45,9 +45,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, study_config) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     config = study_config("piped", trials=40, epochs=4)
-    run = subprocess.run(
+    run = subprocess.run(  # the real data (its warm start reads it anyway) and refit
         [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url],
-        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+        capture_output=True, text=True, timeout=300, env=dict(_env(tmp_path), SVMHPO_NOOP_ONLY_TRIALS="1"),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
@@ -69,8 +69,10 @@ def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, stud
         capture_output=True, text=True, timeout=300, env=_env(tmp_path),
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr
-    # the no-op trainer reads no data, so its worker loads none and has no "data" line
-    assert worker.stderr.splitlines()[0].startswith("trials: 40 of 40 finished; running the rest, 16 per batched")
+    # the no-op side reads no data, and says so
+    data, trials = worker.stderr.splitlines()[:2]
+    assert data.startswith("data digits (not loaded: no-op trainer): 0 train")
+    assert trials.startswith("trials: 40 of 40 finished; running the rest, 16 per batched")
 
 
 def test_a_terminal_shows_a_bar_with_the_phases_above_it(tmp_path: Path, study_config, terminal) -> None:

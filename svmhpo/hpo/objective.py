@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import DatabaseUnavailable
-from svmhpo.hpo import records
+from svmhpo.hpo import modelside, records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.liveness import budget_lock
@@ -123,10 +123,6 @@ class BatchObjective:
     seed, so a batched trial is reproduced alone by ``svmhpo train`` with its parameters and seed.
     """
 
-    #: The trainer when none is given; ``None`` means the real ones (:func:`model_trainer`).
-    #: :mod:`svmhpo.testing` swaps in a no-op one for a whole process.
-    default_fit: BatchFitFn | None = None
-
     def __init__(
         self,
         config: StudyConfig,
@@ -141,12 +137,7 @@ class BatchObjective:
         self.config = config
         self.data = data
         self.batch_trials = batch_trials
-        self.fit_fn = fit_fn or self.default_fit or model_trainer(batch_trials)
-
-    @property
-    def needs_data(self) -> bool:
-        """Whether the trainer reads the data (the no-op trainer of :mod:`svmhpo.testing` does not)."""
-        return getattr(self.fit_fn, "needs_data", True)
+        self.fit_fn = fit_fn or modelside.current().trainer(batch_trials)
 
     def ask(self, study: StudyHandle, n: int, *, on_ask: Callable[[int], None] | None = None) -> list[Member]:
         """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
@@ -224,6 +215,24 @@ class BatchObjective:
             told.update({group[i].trial.number: t for i, t in pruning.told.items()})
         return [told[m.trial.number] for m in members]
 
+    @contextlib.contextmanager
+    def failing_untold(self, study: StudyHandle, members: list[Member]) -> Iterator[None]:
+        """Within the block, a Ctrl-C (or a crash) anywhere leaves none of ``members`` RUNNING.
+
+        :meth:`run` fails the members of the fit it is in; this also covers the moment between
+        the ask and the fit, and the members of batch sizes not yet reached. A lost database is
+        the exception: nothing can be told, and the next process fails them as stale.
+        """
+        try:
+            yield
+        except DatabaseUnavailable:
+            raise
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+            for member in members:  # a member already told is left as it is
+                _fail_trial(study, member.trial, reason)
+            raise
+
     @staticmethod
     def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
         for i, member in enumerate(group):
@@ -238,17 +247,3 @@ def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
     with contextlib.suppress(UpdateFinishedTrialError):
         records.set_fail_reason(trial, reason)
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-
-
-def model_trainer(batch_trials: int) -> BatchFitFn:
-    """The real trainer of batches of ``batch_trials``: the plain one-trial fit for one (it is the
-    faster of the two there, and gives the values one trial per fit always gave), else the batched fit.
-    Imported here, so that the study machinery loads without the model side; a Ctrl-C during
-    the import (seconds, for Lightning) is raised when it is done: an import interrupted halfway
-    was seen to end in a ``RecursionError`` or a death by SIGINT instead of exit 130."""
-    with ctrl_c_deferred():  # a Ctrl-C lands after the import, not inside it (which broke the process)
-        if batch_trials == 1:
-            from svmhpo.svm.members import fit_one as trainer
-        else:
-            from svmhpo.svm.batched import fit_batch as trainer
-    return trainer

@@ -12,58 +12,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from svmhpo.errors import DataError, SvmhpoError
+from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
-from svmhpo.hpo.config import StudyConfig, is_data_path
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, heartbeats
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.studies import Counts, count_trials
-from svmhpo.interrupts import ctrl_c_deferred, raise_if_lost
-from svmhpo.svm.tables import TableFormat
+from svmhpo.interrupts import raise_if_lost
 
 if TYPE_CHECKING:
-    from svmhpo.svm.data import DeviceData
+    pass
 
-__all__ = ["MAX_CONSECUTIVE_FAILURES", "load_study_data", "run_trials"]
+__all__ = ["MAX_CONSECUTIVE_FAILURES", "run_trials"]
 
 #: A worker gives up after this many failed trials in a row: something is broken, not unlucky.
 MAX_CONSECUTIVE_FAILURES = 5
-
-
-def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceData:
-    """Load and split the study's data once for this process, on the training device."""
-    with ctrl_c_deferred():  # the model side, only when data is loaded, and imported whole
-        from svmhpo.svm.data import prepare_data, training_device
-
-    d = config.data
-    if is_data_path(d.source) and not Path(d.source).expanduser().exists():
-        # a worker on another host, or a file moved since: say which path the study names
-        raise DataError(
-            f"{d.source}: no such file on this host (the [data] source of {config.path}); "
-            "every worker needs the data file at this path"
-        )
-    return prepare_data(
-        d.source,
-        val_size=d.val_size,
-        test_size=d.test_size,
-        seed=config.seed,
-        scaling=d.scaling,
-        device=device or training_device(),
-        table=table_format(config),
-    )
-
-
-def table_format(config: StudyConfig) -> TableFormat:
-    """How the study's ``[data]`` section says to read a table file."""
-    d = config.data
-    return TableFormat(label=d.label, features=d.features, delimiter=d.delimiter, header=d.header)
 
 
 def run_trials(
@@ -116,7 +84,8 @@ def run_trials(
             members = objective.ask(study, min(objective.batch_trials, left), on_ask=beats.add)
             if not members:  # another process took the rest of the budget since the count above
                 continue
-            told = objective.run(study, members, on_told=on_finished)
+            with objective.failing_untold(study, members):
+                told = objective.run(study, members, on_told=on_finished)
         for trial in told:
             if trial.state == TrialState.FAIL and records.fail_reason(trial) is None:
                 continue  # failed as stale by another process after a long outage: not this batch's failure

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import FrozenTrial
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.hpo import records
+from svmhpo.hpo import modelside, records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.election import elected_to_finalize, final_is_current, wait_for_final
+from svmhpo.hpo.finalize import finalize
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.publish import publish
 from svmhpo.hpo.resilience import watching_outages
-from svmhpo.hpo.runner import load_study_data, run_trials
+from svmhpo.hpo.runner import run_trials
 from svmhpo.hpo.storage import resolve_storage_url
 from svmhpo.hpo.studies import (
     Counts,
@@ -35,9 +36,10 @@ from svmhpo.hpo.studies import (
 from svmhpo.hpo.workers import follow_parent, run_workers, visible_gpus
 from svmhpo.interrupts import ctrl_c_deferred
 
-if TYPE_CHECKING:  # the model side is imported where a fit runs, so that a worker starts without it
+if TYPE_CHECKING:  # the model side is imported where a fit runs (svmhpo.hpo.modelside)
     import torch
 
+    from svmhpo.hpo.modelside import StudyData
     from svmhpo.svm.data import DeviceData
 
 __all__ = ["init_study", "refit_study", "reproduce_refit", "run_study", "run_worker"]
@@ -51,22 +53,20 @@ def _say(on_event: OnEvent | None, text: str) -> None:
         on_event(text)
 
 
-def _data_line(data: DeviceData) -> str:
+def _data_line(data: StudyData) -> str:
+    train, val, test = data.split_sizes
     return (
-        f"data {data.name}: {len(data.x_train)} train, {len(data.x_val)} validation, {len(data.x_test)} test samples; "
+        f"data {data.name}: {train} train, {val} validation, {test} test samples; "
         f"{data.n_features} features, {data.n_classes} classes" + "".join(f"; {note}" for note in data.notes)
     )
 
 
-def _warm_start(study: StudyHandle, data: DeviceData, config: StudyConfig, on_event: OnEvent | None) -> None:
+def _warm_start(study: StudyHandle, data: StudyData, config: StudyConfig, on_event: OnEvent | None) -> None:
     if records.warm_start(study) is not None:
         _say(on_event, "warm start: the LR-finder picks stored on the study are reused")
         return
-    with ctrl_c_deferred():  # a Ctrl-C in the middle of importing Lightning left the process broken
-        from svmhpo.hpo.warmstart import run_warm_start
-
     _say(on_event, f"warm start: LR finder, once per optimizer ({', '.join(config.search.optimizer)})")
-    curves = run_warm_start(study, data, config)
+    curves = modelside.current().warm_start(study, data, config)
     picks = ", ".join(f"{name} {curve['chosen_lr']:.3g}" for name, curve in curves.items())
     _say(on_event, f"warm start: picked lr {picks}; enqueued as the first trials")
 
@@ -81,7 +81,7 @@ def _trials_line(study: StudyHandle, config: StudyConfig, workers: str) -> str:
 def _finalize(
     study: StudyHandle,
     config: StudyConfig,
-    data: DeviceData | None,
+    data: StudyData,
     on_event: OnEvent | None,
     *,
     force: bool = False,
@@ -89,20 +89,17 @@ def _finalize(
     """Refit the best trial and store it, unless the stored refit already is the best trial's.
 
     That check comes first, without the model side: a worker that finds the study finalized by
-    another loads neither the data (``data`` is ``None`` when it has none yet) nor Lightning.
-    :func:`~svmhpo.hpo.finalize.finalize` checks again under the study's lock.
+    another does not import Lightning. :func:`~svmhpo.hpo.finalize.finalize` checks again under
+    the study's lock.
     """
     if not force and final_is_current(study):
         return
-    with ctrl_c_deferred():  # imported whole, or not at all
-        from svmhpo.hpo.finalize import finalize
-
     _say(on_event, "refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
-    finalize(study, config, data or load_study_data(config), force=force)
+    finalize(study, config, data, force=force)
     publish(study)
 
 
-def _create(config: StudyConfig, url: str, data: DeviceData) -> StudyHandle:
+def _create(config: StudyConfig, url: str, data: StudyData) -> StudyHandle:
     """Create (or continue) the study, recording its data's columns the first time."""
     study = start_study(config, url)
     if records.features(study) is None:
@@ -119,7 +116,7 @@ def init_study(
     load its data is never created.
     """
     url = resolve_storage_url(url)
-    data = load_study_data(config)  # before the study: no ghost
+    data = modelside.current().load_data(config)  # before the study: no ghost
     _say(on_event, _data_line(data))
     study = _create(config, url, data)
     if warm and config.warm_start.enabled:
@@ -163,7 +160,7 @@ def run_study(
     url = resolve_storage_url(url)
     # The data loads first: a run that cannot load it (a download offline, a bad file) leaves
     # no empty study behind.
-    data = load_study_data(config)
+    data = modelside.current().load_data(config)
     _say(on_event, _data_line(data))
     study = _create(config, url, data)
     if warm and config.warm_start.enabled:
@@ -237,11 +234,9 @@ def run_worker(
     config = study_config(study)
     if batch_trials is not None:
         config = config.replace(training={"batch_trials": batch_trials})
-    objective = BatchObjective(config, None)
-    data = None
-    if objective.needs_data:  # always, but for the no-op trainer of svmhpo.testing
-        data = objective.data = load_study_data(config)
-        _say(on_event, _data_line(data))
+    data = modelside.current().load_data(config)
+    _say(on_event, _data_line(data))
+    objective = BatchObjective(config, data)
     _say(on_event, _trials_line(study, config, f"worker {records.WORKER_ID}"))
     counts = run_trials(study, objective, timeout=timeout, on_counts=on_progress, on_finished=on_trial)
     if counts.finished >= config.trials and elected_to_finalize(study, config):
@@ -261,7 +256,7 @@ def refit_study(name: str, url: str | None = None, *, on_event: OnEvent | None =
     if best_trial(study) is None:
         raise SvmhpoError(f"study {name!r} has no completed trial to refit")
     config = study_config(study)
-    data = load_study_data(config)
+    data = modelside.current().load_data(config)
     _say(on_event, _data_line(data))
     _finalize(study, config, data, on_event, force=True)
     return summary(study)
@@ -278,8 +273,9 @@ def reproduce_refit(name: str, url: str | None = None) -> tuple[dict[str, Any], 
     if trial is None:
         raise SvmhpoError(f"study {name!r} has no completed trial yet")
     config = study_config(study)
-    data = load_study_data(config)
-    from svmhpo.hpo.finalize import refit_best
+    data = modelside.load_study_data(config)
+    with ctrl_c_deferred():
+        from svmhpo.hpo.refit import refit_best
 
     result, module = refit_best(trial, config, data)
     result["study"] = name

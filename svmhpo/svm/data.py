@@ -331,6 +331,11 @@ class DeviceData:
         return len(self.classes)
 
     @property
+    def split_sizes(self) -> tuple[int, int, int]:
+        """Samples in the training, validation and test splits."""
+        return len(self.x_train), len(self.x_val), len(self.x_test)
+
+    @property
     def device(self) -> torch.device:
         return self.x_train.device
 

@@ -205,7 +205,7 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config, batch_tria
         "kill", trials=4, epochs=4, warm=False, pruner="none", heartbeat=1, grace=3, batch_trials=batch_trials
     )
     command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
-    env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.25")  # 1 s trials, easy to catch running
+    env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.75")  # 3 s trials, easy to catch running (under load too)
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
     )
