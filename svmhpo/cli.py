@@ -218,8 +218,11 @@ def _print_summary(result: dict, as_json: bool) -> None:
         print(f"test (refit on train+val): acc {final['test_acc']:.4f}, macro F1 {final['test_f1']:.4f}")
         if final.get("model") == "missing":
             print(f"model: missing (deleted from the study, or on another host's disk); rebuild it: {final['refit']}")
-        else:
+        elif final.get("model_path"):
             print(f"model: {final['model_path']}")
+        else:
+            artifact = final["model_artifact_id"]
+            print(f"model: in the study's database (artifact {artifact}); any host with the URL reads it")
     elif t["complete"] + t["pruned"] < (result["budget"] or 0):
         print("test: not scored yet (the study's budget is not spent)")
     else:

@@ -42,7 +42,7 @@ def digits() -> DeviceData:
 @pytest.fixture
 def noop_trainer(monkeypatch: pytest.MonkeyPatch):
     """Make the no-op trainer (:mod:`svmhpo.testing`) the trainer of this test's in-process runs;
-    the data and the refit stay real (``only_trials``)."""
+    their data and refit stay real (``only_trials``). Worker processes they start are wholly no-op."""
     from svmhpo.hpo import modelside, workers
     from svmhpo.testing import NoOpSide
 

@@ -23,6 +23,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from svmhpo.errors import OutputError, StorageError
 from svmhpo.hpo import modelside, records
+from svmhpo.hpo.artifacts import FOLDER
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.election import final_is_current
 from svmhpo.hpo.handle import StudyHandle
@@ -39,15 +40,21 @@ MODEL_MEDIA_TYPE = "application/zip"
 def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: StudyConfig, data: StudyData) -> dict:
     """Refit ``trial`` into a model zip named after it, attach it to the study; return the ``final`` record.
 
-    Optuna before 5.1 recorded an artifact before it wrote the file (5.1 writes first); if the
-    write fails (a read-only or full disk) any record it left is dropped again, so no record ever
-    names a file that is not there, and the failure is one :class:`~svmhpo.errors.StorageError` line.
+    The model goes to the study's artifact store (:mod:`svmhpo.hpo.artifacts`: the database on a
+    server, the folder beside a SQLite file), and ``model_store`` says which. Optuna before 5.1
+    recorded an artifact before it wrote the file (5.1 writes first); if the write fails (a
+    read-only or full disk, a database gone past its outage limit) any record it left is dropped
+    again, so no record ever names a model that is not there; a full or read-only disk is one
+    :class:`~svmhpo.errors.StorageError` line.
     """
-    store_dir = study.artifacts
-    try:
-        store_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"{store_dir}: cannot create the folder for the study's model ({exc.strerror})") from None
+    folder = study.model_store == FOLDER
+    if folder:
+        try:
+            study.artifacts.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"{study.artifacts}: cannot create the folder for the study's model ({exc.strerror})"
+            ) from None
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / f"{records.file_safe(study.study_name)}-trial{trial.number}-model.zip"
         result = modelside.current().refit(study.study_name, trial, config, data, archive)
@@ -61,14 +68,18 @@ def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: Stu
                 study_or_trial=study,
                 mimetype=MODEL_MEDIA_TYPE,
             )
-        except (OSError, OutputError) as exc:
+        except BaseException as exc:
             for meta in records.model_artifacts(study):
                 if meta["artifact_id"] not in before:
                     records.drop_artifact_record(study, meta["artifact_id"])
+            if not isinstance(exc, OSError | OutputError):
+                raise
             reason = exc.strerror if isinstance(exc, OSError) else exc.reason
-            raise StorageError(f"{store_dir}: cannot write the study's model ({reason})") from None
-    path = str((store_dir / artifact_id).absolute())
-    return {**result, "model_artifact_id": artifact_id, "model_file": archive.name, "model_path": path}
+            raise StorageError(f"{study.artifacts}: cannot write the study's model ({reason})") from None
+    stored = {"model_artifact_id": artifact_id, "model_file": archive.name, "model_store": study.model_store}
+    if folder:  # a plain file that `svmhpo predict --model` takes
+        stored["model_path"] = str((study.artifacts / artifact_id).absolute())
+    return {**result, **stored}
 
 
 def _is_model(meta: dict) -> bool:

@@ -5,7 +5,7 @@ has no public accessor for either), yet svmhpo needs both: its own study attribu
 locks and artifacts go through the storage that was opened, by id. :class:`StudyHandle` is an
 ``optuna.Study`` (every Optuna API that takes a study takes it) that also holds, as public
 attributes, the storage that was opened, the study id, the URL (and its masked form for
-messages) and the artifact folder. The openers of :mod:`svmhpo.hpo.studies` return one.
+messages) and where its artifacts go. The openers of :mod:`svmhpo.hpo.studies` return one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
+from svmhpo.hpo.artifacts import ArtifactChain, model_store_kind, store_for
 from svmhpo.hpo.storage import AtomicArtifactStore, artifact_dir, mask_url
 
 if TYPE_CHECKING:
@@ -48,12 +49,19 @@ class StudyHandle(optuna.Study):
         self.url = url
         #: The storage URL with its password masked, for every message.
         self.shown = mask_url(url)
-        #: Where the study's artifacts (its model) are stored.
+        #: The artifact folder: where a SQLite study keeps its model (and where an older svmhpo
+        #: kept a server study's).
         self.artifacts: Path = artifact_dir(url)
+        #: Where new artifacts go: the study's database on a server, the folder beside a SQLite file
+        #: (:mod:`svmhpo.hpo.artifacts`).
+        self.model_store = model_store_kind(storage)
 
-    def artifact_store(self) -> AtomicArtifactStore:
-        """The study's artifact store (its folder is not created here)."""
-        return AtomicArtifactStore(self.artifacts)
+    def artifact_store(self) -> AtomicArtifactStore | ArtifactChain:
+        """The study's artifact store (a folder is not created here).
+
+        On a server: the database, then the artifact folder, where an older svmhpo wrote models.
+        """
+        return store_for(self.storage, self.artifacts)
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:

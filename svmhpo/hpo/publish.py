@@ -121,7 +121,8 @@ def results_markdown(study: optuna.Study) -> str:
         lines.append("No trial has completed yet.")
     final = records.final(study)
     if final:
-        lines += ["", f"Model: artifact `{final['model_artifact_id']}` ({final['model_path']})."]
+        where = final.get("model_path") or "in the study's database"
+        lines += ["", f"Model: artifact `{final['model_artifact_id']}` ({where})."]
     curves = records.lr_finder_curves(study)
     if curves:
         lines += [

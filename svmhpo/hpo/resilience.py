@@ -229,6 +229,11 @@ class ResilientRDBStorage(RDBStorage):
     def outage_limit(self, seconds: float) -> None:
         self._outage.limit = seconds
 
+    def retrying(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` (svmhpo's own database work on :attr:`engine`, such as an artifact write) with
+        the retries every Optuna storage call gets; ``name`` is for nothing but telling them apart."""
+        return self._retry(name, lambda _self: fn(), (), {})
+
     def _retry(self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         if getattr(self._nested, "depth", 0):  # called from a retried method: the outer call retries
             return method(self, *args, **kwargs)

@@ -44,7 +44,6 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "AtomicArtifactStore",
     "artifact_dir",
-    "artifact_store",
     "default_storage_url",
     "mask_url",
     "open_storage",
@@ -310,7 +309,6 @@ class AtomicArtifactStore(FileSystemArtifactStore):
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         write_atomically(self._get_filepath(artifact_id), lambda out: shutil.copyfileobj(content_body, out))
 
-
-def artifact_store(url: str) -> AtomicArtifactStore:
-    """The artifact store of the storage at ``url`` (see :func:`artifact_dir`); its folder is not created."""
-    return AtomicArtifactStore(artifact_dir(url))
+    def exists(self, artifact_id: str) -> bool:
+        """Whether the artifact's file is in the folder."""
+        return Path(self._get_filepath(artifact_id)).is_file()

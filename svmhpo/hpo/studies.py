@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
+from svmhpo.hpo.artifacts import FOLDER
 from svmhpo.hpo.config import StudyConfig, config_differences, load_config
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.space import make_pruner, make_sampler
@@ -230,23 +231,27 @@ def refit_command(name: str, storage: str | None = None) -> str:
 
 def model_state(study: StudyHandle) -> tuple[str, str | None]:
     """Where the study's model is: ``("none", None)`` before its refit, ``("live", path)``, or
-    ``("missing", path)`` when its artifact was deleted (optuna-dashboard's delete button) or its
-    file is not in the artifact folder."""
+    ``("missing", path)`` when its artifact was deleted (optuna-dashboard's delete button) or is
+    in none of the study's artifact stores. ``path`` is the model's file in the artifact folder,
+    or ``None`` for a model in the study's database (:mod:`svmhpo.hpo.artifacts`)."""
     final = records.final(study)
     if not final or "model_artifact_id" not in final:
         return "none", None
     artifact_id = final["model_artifact_id"]
-    path = str((study.artifacts / artifact_id).absolute())
+    in_folder = final.get("model_store", FOLDER) == FOLDER  # a record without one is from before the database store
+    path = str((study.artifacts / artifact_id).absolute()) if in_folder else None
     live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
-    return ("live" if artifact_id in live and Path(path).is_file() else "missing"), path
+    present = Path(path).is_file() if path is not None else study.artifact_store().exists(artifact_id)
+    return ("live" if artifact_id in live and present else "missing"), path
 
 
 def summary(study: StudyHandle) -> dict[str, Any]:
     """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
 
-    ``final.model`` says where the model is: ``live`` (``model_path`` is a file that
-    ``svmhpo predict --model`` and ``load_model`` take) or ``missing`` (deleted, or on another
-    host's disk; ``model_path`` is then ``None`` and ``refit`` the command that rebuilds it).
+    ``final.model`` says where the model is: ``live`` (in the study's database, or
+    ``model_path`` is a file that ``svmhpo predict --model`` and ``load_model`` take) or
+    ``missing`` (deleted, or on another host's disk; ``model_path`` is then ``None`` and
+    ``refit`` the command that rebuilds it).
     """
     counts = count_trials(study)
     attrs = study.user_attrs
@@ -275,18 +280,17 @@ def summary(study: StudyHandle) -> dict[str, Any]:
 
 
 def delete_study(name: str, url: str | None = None) -> int:
-    """Delete study ``name``, its trials, and the artifact files (saved models) it owns; return how many files.
+    """Delete study ``name``, its trials, and the artifacts (saved models) it owns; return how many artifacts.
 
-    Artifacts live in the study's artifact folder beside the storage; files written by another
-    machine into its own folder are not reachable from here and stay there.
+    Artifacts in the study's database or its artifact folder go; files an older svmhpo wrote
+    into another machine's folder are not reachable from here and stay there.
     """
     study = read_study(name, url)  # one line if it does not exist
     removed = 0
-    if study.artifacts.is_dir():
-        store = study.artifact_store()
-        for meta in records.model_artifacts(study):
-            if (study.artifacts / meta["artifact_id"]).exists():
-                store.remove(meta["artifact_id"])
-                removed += 1
+    store = study.artifact_store()
+    for meta in records.model_artifacts(study):
+        if store.exists(meta["artifact_id"]):
+            store.remove(meta["artifact_id"])
+            removed += 1
     optuna.delete_study(study_name=name, storage=study.storage)  # the opened storage: no second pool
     return removed

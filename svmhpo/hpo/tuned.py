@@ -75,9 +75,10 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
     state, path = model_state(study)
     if state == "none":
         raise ModelError(f"study {name!r} has no tuned model yet: its budget is not met or no trial completed")
+    where = f"not at {path}" if path else "not in the study's database"
     if state == "missing":
         raise ModelError(
-            f"study {name!r}: its model is missing (deleted, or not at {path}); rebuild it with: "
+            f"study {name!r}: its model is missing (deleted, or {where}); rebuild it with: "
             f"{refit_command(name, storage)}"
         )
     target = into / "model.zip"
@@ -89,7 +90,7 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
         )
     except (ArtifactNotFound, FileNotFoundError):
         raise ModelError(
-            f"study {name!r}: its model is missing (not at {path}); rebuild it with: {refit_command(name, storage)}"
+            f"study {name!r}: its model is missing ({where}); rebuild it with: {refit_command(name, storage)}"
         ) from None
     return target
 

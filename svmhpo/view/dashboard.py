@@ -13,7 +13,8 @@ from __future__ import annotations
 import optuna_dashboard
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.hpo.storage import artifact_dir, artifact_store, open_storage, resolve_storage_url
+from svmhpo.hpo.artifacts import FOLDER, model_store_kind, store_for
+from svmhpo.hpo.storage import artifact_dir, open_storage, resolve_storage_url
 
 __all__ = ["serve"]
 
@@ -21,12 +22,15 @@ __all__ = ["serve"]
 def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on the study storage until interrupted (``svmhpo dashboard``)."""
     url = resolve_storage_url(url)
-    store = artifact_dir(url)
+    storage = open_storage(url)
+    folder = artifact_dir(url)
+    if model_store_kind(storage) == FOLDER:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SvmhpoError(f"{folder}: cannot create the artifact folder ({exc.strerror})") from None
+    store = store_for(storage, folder)  # on a server: the study's database (every host sees it)
     try:
-        store.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SvmhpoError(f"{store}: cannot create the artifact folder ({exc.strerror})") from None
-    try:
-        optuna_dashboard.run_server(open_storage(url), host=host, port=port, artifact_store=artifact_store(url))
+        optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
     except OSError as exc:
         raise SvmhpoError(f"cannot listen on {host}:{port} ({exc.strerror})") from None

@@ -29,9 +29,11 @@ def _dashboard_delete(url: str, study_id: int, artifact_id: str) -> int:
     """DELETE an artifact through optuna-dashboard's WSGI app, as its delete button does."""
     import optuna_dashboard
 
-    from svmhpo.hpo.storage import artifact_store, open_storage
+    from svmhpo.hpo.artifacts import store_for
+    from svmhpo.hpo.storage import artifact_dir, open_storage
 
-    app = optuna_dashboard.wsgi(open_storage(url), artifact_store=artifact_store(url))
+    storage = open_storage(url)
+    app = optuna_dashboard.wsgi(storage, artifact_store=store_for(storage, artifact_dir(url)))
     environ: dict = {}
     wsgiref.util.setup_testing_defaults(environ)
     environ.update(REQUEST_METHOD="DELETE", PATH_INFO=f"/api/artifacts/{study_id}/{artifact_id}")
