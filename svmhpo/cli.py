@@ -25,6 +25,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 
 from svmhpo.errors import SvmhpoError
+from svmhpo.interrupts import Terminated
 
 __all__ = ["ExitStatus", "main"]
 
@@ -606,6 +607,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitStatus.INTERRUPTED
         print(f"svmhpo: error: {exc}", file=sys.stderr)
         return ExitStatus.USER_ERROR
+    except Terminated:  # SIGTERM: the host is being taken away; leaving cleanly is success
+        print(
+            "svmhpo: stopped (SIGTERM): the running trials were put back in the queue for other workers; "
+            "finished trials are kept",
+            file=sys.stderr,
+        )
+        return ExitStatus.OK
     except KeyboardInterrupt:
         if args.command in ("run", "worker", "init"):
             print(

@@ -22,20 +22,31 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ctrl_c_deferred", "ctrl_c_pressed", "noting_ctrl_c", "raise_if_lost"]
+__all__ = ["Terminated", "ctrl_c_deferred", "ctrl_c_pressed", "noting_ctrl_c", "raise_if_lost"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM within :func:`noting_ctrl_c`: the host is being taken away (``docker stop``, a pod
+    evicted, a spot instance reclaimed). It unwinds exactly as Ctrl-C does (every handler of
+    ``KeyboardInterrupt`` fails what it holds), but the running trials are put back in the queue
+    for other workers, and the command exits 0."""
+
 
 _pressed = threading.Event()
 _deferring = 0  # nesting depth of ctrl_c_deferred blocks (the handler runs in the main thread)
 _deferred = False
+_signal: type[KeyboardInterrupt] = KeyboardInterrupt  # what the last noted signal raises
 
 
 @contextlib.contextmanager
 def noting_ctrl_c() -> Iterator[None]:
-    """Within the block (main thread only), a Ctrl-C raises ``KeyboardInterrupt`` as always, and is noted."""
+    """Within the block (main thread only), a Ctrl-C raises ``KeyboardInterrupt`` as always, and is
+    noted; SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), noted the same way."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    previous_term = signal.getsignal(signal.SIGTERM)
 
     def on_ctrl_c(signum: int, frame: Any) -> Any:
         global _deferred
@@ -49,6 +60,15 @@ def noting_ctrl_c() -> Iterator[None]:
             raise KeyboardInterrupt
         return None
 
+    def on_sigterm(signum: int, frame: Any) -> Any:
+        global _deferred, _signal
+        _signal = Terminated
+        _pressed.set()
+        if _deferring:
+            _deferred = True
+            return None
+        raise Terminated
+
     previous_hook = sys.unraisablehook
 
     def quiet_when_noted(unraisable: Any) -> None:
@@ -57,13 +77,17 @@ def noting_ctrl_c() -> Iterator[None]:
         if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _pressed.is_set()):
             previous_hook(unraisable)
 
+    global _signal
+    _signal = KeyboardInterrupt
     signal.signal(signal.SIGINT, on_ctrl_c)
+    signal.signal(signal.SIGTERM, on_sigterm)
     sys.unraisablehook = quiet_when_noted
     try:
         yield
     finally:
         global _deferred
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         sys.unraisablehook = previous_hook
         _pressed.clear()
         _deferred = False
@@ -80,7 +104,7 @@ def ctrl_c_deferred() -> Iterator[None]:
         _deferring -= 1
     if not _deferring and _deferred:
         _deferred = False
-        raise KeyboardInterrupt
+        raise _signal
 
 
 def ctrl_c_pressed() -> bool:
@@ -91,4 +115,4 @@ def ctrl_c_pressed() -> bool:
 def raise_if_lost() -> None:
     """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed: call it only where no interrupt is being handled."""
     if _pressed.is_set():
-        raise KeyboardInterrupt
+        raise _signal

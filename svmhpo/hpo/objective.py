@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import DatabaseUnavailable
@@ -28,8 +29,9 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.liveness import budget_lock
 from svmhpo.hpo.space import suggest
+from svmhpo.hpo.storage import MAX_RETRY
 from svmhpo.hpo.studies import count_trials
-from svmhpo.interrupts import ctrl_c_deferred
+from svmhpo.interrupts import Terminated, ctrl_c_deferred
 from svmhpo.svm.params import SVMParams
 
 if TYPE_CHECKING:
@@ -173,10 +175,9 @@ class BatchObjective:
                     # the database was away past the grace period and another process failed this
                     # trial as stale and re-queued it: it is no longer this batch's
                     continue
-        except BaseException as exc:  # Ctrl-C or a storage error while asking: leave nothing RUNNING
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+        except BaseException as exc:  # Ctrl-C, SIGTERM or a storage error while asking: leave nothing RUNNING
             for trial in asked:
-                _fail_trial(study, trial, reason)
+                _fail_trial(study, trial, stop_reason(exc))
             raise
         return members
 
@@ -209,8 +210,8 @@ class BatchObjective:
                 raise
             except Exception as exc:
                 self._fail(pruning, group, repr(exc))
-            except BaseException:  # Ctrl-C, or Lightning's exit on it: no trial is left running
-                self._fail(pruning, group, "interrupted")
+            except BaseException as exc:  # Ctrl-C or SIGTERM, or Lightning's exit on it: no trial is left running
+                self._fail(pruning, group, stop_reason(exc))
                 raise
             told.update({group[i].trial.number: t for i, t in pruning.told.items()})
         return [told[m.trial.number] for m in members]
@@ -228,9 +229,8 @@ class BatchObjective:
         except DatabaseUnavailable:
             raise
         except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
             for member in members:  # a member already told is left as it is
-                _fail_trial(study, member.trial, reason)
+                _fail_trial(study, member.trial, stop_reason(exc))
             raise
 
     @staticmethod
@@ -240,10 +240,37 @@ class BatchObjective:
                 with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
                     records.set_fail_reason(member.trial, reason)
                 pruning.tell(i, TrialState.FAIL)
+                if reason == STOPPED and records.fail_reason(pruning.told[i]) == STOPPED:
+                    _put_back(pruning.study, pruning.told[i])
+
+
+#: The ``fail_reason`` of a trial whose worker was stopped by SIGTERM; it is put back in the queue.
+STOPPED = "worker stopped"
+
+
+def stop_reason(exc: BaseException) -> str:
+    """The ``fail_reason`` of trials a fit or an ask left because of ``exc``."""
+    if isinstance(exc, Terminated):
+        return STOPPED
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+
+
+def _put_back(study: StudyHandle, failed: FrozenTrial) -> None:
+    """Queue a trial failed by a stopped worker again (the same parameters, WAITING) for another worker.
+
+    It is the re-queue of Optuna's ``RetryHeartbeatStaleTrialCallback`` (the one the heartbeat path uses
+    for a dead worker's trials, up to :data:`~svmhpo.hpo.storage.MAX_RETRY` times), at once.
+    """
+    with warnings.catch_warnings():  # experimental since Optuna 2.8; svmhpo depends on it knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
 
 
 def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
-    """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale)."""
+    """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale);
+    a trial of a stopped worker (:data:`STOPPED`) is then put back in the queue."""
     with contextlib.suppress(UpdateFinishedTrialError):
         records.set_fail_reason(trial, reason)
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        failed = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        if reason == STOPPED:
+            _put_back(study, failed)
