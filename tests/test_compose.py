@@ -41,6 +41,11 @@ def test_services_and_their_dependencies() -> None:
     assert services["init"]["restart"] == "no"
     for name in ("worker", "dashboard"):
         assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    # the database is the only shared state: no svmhpo service mounts a volume
+    gpu = _compose("docker-compose.gpu.yml")["services"]["gpu-worker"]
+    assert [s.get("volumes") for s in (services["init"], services["worker"], services["dashboard"], gpu)] == [None] * 4
+    assert set(_compose()["volumes"]) == {"postgres-data"}
+    assert services["worker"]["stop_grace_period"] == gpu["stop_grace_period"] == "15s"  # SIGTERM leaves in seconds
 
 
 def test_worker_scales_and_ports_are_loopback_only() -> None:

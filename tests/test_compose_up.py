@@ -20,12 +20,15 @@ Skipped, with a red banner, only where no Docker engine runs or can be started.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -35,12 +38,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from svmhpo.hpo.studies import best_trial
+from svmhpo.hpo import records
+from svmhpo.hpo.studies import best_trial, read_study
 from svmhpo.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ["docker-compose"]
 TRIALS = 60
+#: The study's data, which the host also reads to predict with the study's model.
+DATA = "synthetic:8000x64x10"
 #: How long the database is away mid-study: longer than any worker goes without a storage call.
 DB_DOWN_S = 5
 
@@ -57,7 +63,7 @@ heartbeat_interval = 1
 grace_period = 10
 
 [data]
-source = "synthetic:8000x64x10"
+source = "{data}"
 
 [training]
 epochs = 8
@@ -125,7 +131,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
     password = secrets.token_hex(12)
     pg_port = free_port()
     image = f"svmhpo-e2e:{project}"
-    (tmp_path / "e2e.toml").write_text(E2E_CONFIG)
+    (tmp_path / "e2e.toml").write_text(E2E_CONFIG.format(data=DATA))
     override = tmp_path / "override.yml"
     override.write_text(
         "services:\n"
@@ -235,9 +241,23 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         body = wait_for(lambda: _get("http://127.0.0.1:8080/api/studies"), 120, "the dashboard on 127.0.0.1:8080")
         assert "e2e" in body
 
-        # exactly one refit: one model file in the shared volume
+        # the containers share no volume: the database is the only shared state
         (dashboard,) = container_of("dashboard")
-        assert _run(["docker", "exec", dashboard, "ls", "/data/artifacts"]).split() == [final["model_artifact_id"]]
+        mounts = {c: _mounts(c) for c in [init, *workers, dashboard]}
+        for a, b in itertools.combinations(mounts, 2):
+            assert not mounts[a] & mounts[b], (a, b, mounts)
+        # exactly one refit, its model in the database: the host (another filesystem than every
+        # container) predicts with nothing but the URL
+        assert final["model_store"] == "database" and len(records.model_artifacts(read_study("e2e", url))) == 1
+        home = Path(tempfile.mkdtemp(prefix="svmhpo-host-"))
+        predictions = home / "labels.csv"
+        out = _run(
+            [sys.executable, "-m", "svmhpo", "predict", "--study-name", "e2e", "--storage", url, DATA, "--out",
+             str(predictions)],
+            env=dict(os.environ, SVMHPO_HOME=str(home)),
+        )  # fmt: skip
+        assert predictions.is_file() and len(predictions.read_text().splitlines()) >= 8000, out
+        shutil.rmtree(home, ignore_errors=True)
 
         # no container runs as root
         assert _run(["docker", "exec", dashboard, "id", "-u"]).strip() == "10001"
@@ -255,6 +275,12 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
     assert _run(["docker", "ps", "-aq", "--filter", label]).split() == []
     assert _run(["docker", "network", "ls", "-q", "--filter", label]).split() == []
     assert _run(["docker", "volume", "ls", "-q", "--filter", label]).split() == []
+
+
+def _mounts(container: str) -> set[str]:
+    """The volumes and host paths ``container`` mounts (an anonymous volume is its own)."""
+    mounts = json.loads(_run(["docker", "inspect", "--format", "{{json .Mounts}}", container]))
+    return {m.get("Name") or m.get("Source") for m in mounts}
 
 
 def _restarts(container: str) -> int:
