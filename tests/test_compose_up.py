@@ -153,6 +153,10 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         SVMHPO_CONFIG="e2e",
         SVMHPO_STUDY="e2e",
         SVMHPO_TRIALS=str(TRIALS),
+        # docker-compose's HTTP calls wait 60 s by default; on a busy machine the engine took longer
+        # to create each container while vfs copied the image ("Read timed out (read timeout=60)")
+        COMPOSE_HTTP_TIMEOUT="600",
+        DOCKER_CLIENT_TIMEOUT="600",
     )
     compose = [*COMPOSE, "-p", project, "-f", str(ROOT / "docker-compose.yml"), "-f", str(override)]
     url = f"postgresql+psycopg://svmhpo:{password}@127.0.0.1:{pg_port}/svmhpo"
