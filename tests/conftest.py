@@ -52,6 +52,27 @@ def noop_trainer(monkeypatch: pytest.MonkeyPatch):
     return side.fit
 
 
+def dashboard_request(url: str, method: str, path: str) -> tuple[int, bytes]:
+    """``method path`` through optuna-dashboard's WSGI app on the storage at ``url``, with svmhpo's
+    artifact store (as ``svmhpo dashboard`` serves it); returns the status code and the body."""
+    import io
+    import wsgiref.util
+
+    import optuna_dashboard
+
+    from svmhpo.hpo.artifacts import store_for
+    from svmhpo.hpo.storage import artifact_dir, open_storage
+
+    storage = open_storage(url)
+    app = optuna_dashboard.wsgi(storage, artifact_store=store_for(storage, artifact_dir(url)))
+    environ: dict = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update(REQUEST_METHOD=method, PATH_INFO=path, **{"wsgi.input": io.BytesIO(b"")})
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+    return int(status[0].split()[0]), body
+
+
 def assert_one_model(study) -> None:
     """One model record on ``study``, ``final`` naming it, and its file alone in the artifact folder."""
     from svmhpo.hpo import records

@@ -94,8 +94,8 @@ def test_importing_the_model_side_loads_no_optuna() -> None:
 def test_importing_the_library_leaves_logging_and_warnings_as_they_were() -> None:
     script = (
         "import logging, warnings, sys\n"
-        "import torch, lightning.pytorch, optuna.visualization, optuna.artifacts, optuna_integration, optuna_dashboard\n"
-        "import plotly.offline  # third-party imports first: optuna.artifacts imports boto3 where it is installed\n"
+        "import torch, lightning.pytorch, optuna.visualization, optuna_integration, optuna_dashboard, plotly.offline\n"
+        "import optuna.artifacts  # third-party imports first: this one imports boto3 where it is installed\n"
         "logging.getLogger('lightning.pytorch').setLevel(logging.INFO)  # as an app might, after third-party imports\n"
         "loggers = [logging.getLogger(n) for n in ('lightning.pytorch', 'optuna', 'optuna.storages._rdb.storage')]\n"
         "state = lambda: (list(warnings.filters), [(g.level, list(g.filters)) for g in loggers])\n"

@@ -14,16 +14,15 @@ import os
 import subprocess
 import sys
 import uuid
-import wsgiref.util
 from pathlib import Path
 
 import optuna
-import optuna_dashboard
 import pytest
 import sqlalchemy
+from conftest import dashboard_request
 
 from svmhpo.hpo import records
-from svmhpo.hpo.artifacts import DATABASE, TABLE, DatabaseArtifactStore, store_for
+from svmhpo.hpo.artifacts import DATABASE, TABLE, DatabaseArtifactStore
 from svmhpo.hpo.config import load_config
 from svmhpo.hpo.service import run_study
 from svmhpo.hpo.storage import artifact_dir, open_storage
@@ -92,14 +91,8 @@ def test_a_server_study_keeps_its_model_in_the_database_for_every_host(
 
         # optuna-dashboard serves it (its download link), from the database
         storage = open_storage(pg_url)
-        app = optuna_dashboard.wsgi(storage, artifact_store=store_for(storage, artifact_dir(pg_url)))
-        environ: dict = {}
-        wsgiref.util.setup_testing_defaults(environ)
-        environ.update(REQUEST_METHOD="GET", PATH_INFO=f"/artifacts/{study.id}/{artifact_id}")
-        environ["wsgi.input"] = io.BytesIO(b"")
-        status: list[str] = []
-        body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
-        assert status[0].startswith("200") and body == DatabaseArtifactStore(storage).open_reader(artifact_id).read()
+        code, body = dashboard_request(pg_url, "GET", f"/artifacts/{study.id}/{artifact_id}")
+        assert code == 200 and body == DatabaseArtifactStore(storage).open_reader(artifact_id).read()
 
         # a study finalized by an older svmhpo: its model in the artifact folder, no model_store
         folder = artifact_dir(pg_url)

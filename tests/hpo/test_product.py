@@ -5,16 +5,14 @@ file, the model deleted through optuna-dashboard's own API and rebuilt by ``svmh
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import wsgiref.util
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_one_model
+from conftest import assert_one_model, dashboard_request
 from sklearn.datasets import load_breast_cancer
 
 from svmhpo.cli import ExitStatus, main
@@ -27,21 +25,7 @@ def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
 
 def _dashboard_delete(url: str, study_id: int, artifact_id: str) -> int:
     """DELETE an artifact through optuna-dashboard's WSGI app, as its delete button does."""
-    import optuna_dashboard
-
-    from svmhpo.hpo.artifacts import store_for
-    from svmhpo.hpo.storage import artifact_dir, open_storage
-
-    storage = open_storage(url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=store_for(storage, artifact_dir(url)))
-    environ: dict = {}
-    wsgiref.util.setup_testing_defaults(environ)
-    environ.update(REQUEST_METHOD="DELETE", PATH_INFO=f"/api/artifacts/{study_id}/{artifact_id}")
-    environ["wsgi.input"] = io.BytesIO(b"")
-    status: list[str] = []
-    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
-    assert body is not None
-    return int(status[0].split()[0])
+    return dashboard_request(url, "DELETE", f"/api/artifacts/{study_id}/{artifact_id}")[0]
 
 
 @pytest.fixture
