@@ -332,7 +332,7 @@ def _cmd_delete(args: argparse.Namespace) -> ExitStatus:
             print("nothing deleted")
             return ExitStatus.OK
     removed = delete_study(args.study_name, args.storage)
-    print(f"deleted study {args.study_name!r} and {removed} artifact file{'s' if removed != 1 else ''}")
+    print(f"deleted study {args.study_name!r}" + (" and its model" if removed else ""))
     return ExitStatus.OK
 
 

@@ -167,7 +167,7 @@ def test_studies_and_trials_in_every_format_and_delete(tmp_path, capsys: pytest.
     assert main(["delete", "--study-name", "fmt", "--storage", url]) == ExitStatus.USER_ERROR
     assert "needs --yes" in capsys.readouterr().err
     assert main(["delete", "--study-name", "fmt", "--storage", url, "--yes"]) == 0
-    assert capsys.readouterr().out.strip() == "deleted study 'fmt' and 1 artifact file"
+    assert capsys.readouterr().out.strip() == "deleted study 'fmt' and its model"
     assert not any(p.exists() for p in artifacts)
     assert main(["studies", "--storage", url, "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
