@@ -21,15 +21,26 @@ import datetime
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import sqlalchemy
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import RDBStorage
 
+from svmhpo.errors import ConfigError
 from svmhpo.hpo.storage import AtomicArtifactStore
 
-__all__ = ["DATABASE", "FOLDER", "TABLE", "ArtifactChain", "DatabaseArtifactStore", "model_store_kind", "store_for"]
+__all__ = [
+    "DATABASE",
+    "FOLDER",
+    "TABLE",
+    "ArtifactChain",
+    "DatabaseArtifactStore",
+    "S3ArtifactStore",
+    "model_store_kind",
+    "model_store_of",
+    "store_for",
+]
 
 #: The ``model_store`` of a model kept in the study's database.
 DATABASE = "database"
@@ -150,7 +161,7 @@ class ArtifactChain:
     dashboard still serves it).
     """
 
-    def __init__(self, *stores: DatabaseArtifactStore | AtomicArtifactStore) -> None:
+    def __init__(self, *stores: Any) -> None:
         self.stores = stores
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
@@ -186,3 +197,55 @@ def store_for(storage: RDBStorage, folder: Path) -> AtomicArtifactStore | Artifa
     if model_store_kind(storage) == FOLDER:
         return AtomicArtifactStore(folder)
     return ArtifactChain(DatabaseArtifactStore(storage), AtomicArtifactStore(folder))
+
+
+class S3ArtifactStore:
+    """Artifacts as objects under ``s3://bucket/prefix`` (``[study] artifacts``), through Optuna's
+    ``Boto3ArtifactStore``; credentials and endpoint as boto3 finds them (``AWS_*`` variables,
+    ``~/.aws``; ``AWS_ENDPOINT_URL`` for MinIO and other S3-compatible stores)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import boto3
+            from optuna.artifacts import Boto3ArtifactStore
+        except ImportError:
+            raise ConfigError(f"{url}: S3 artifacts need boto3: pip install 'svmhpo[s3]'") from None
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        self.url = url
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.client = boto3.client("s3")
+        self._store = Boto3ArtifactStore(bucket, client=self.client)
+
+    def _key(self, artifact_id: str) -> str:
+        return self.prefix + artifact_id
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._store.open_reader(self._key(artifact_id))
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self._store.write(self._key(artifact_id), content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        if not self.exists(artifact_id):
+            raise ArtifactNotFound(f"artifact {artifact_id!r} is not in {self.url}")
+        self._store.remove(self._key(artifact_id))
+
+    def exists(self, artifact_id: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self._store.bucket, Key=self._key(artifact_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+
+def model_store_of(
+    final: dict, default: AtomicArtifactStore | ArtifactChain
+) -> AtomicArtifactStore | ArtifactChain | S3ArtifactStore:
+    """The store that holds the model a ``final`` record names: S3 where its ``model_store`` is an
+    ``s3://`` URL, else ``default`` (the study's own store, which reads the folder too)."""
+    where = final.get("model_store") or ""
+    return S3ArtifactStore(where) if where.startswith("s3://") else default

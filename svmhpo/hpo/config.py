@@ -180,6 +180,12 @@ class StudyConfig(_Section):
         le=86_400,
         description="seconds a database outage is waited out before the run stops (PostgreSQL, MySQL)",
     )
+    artifacts: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+        description="where the study's model goes: s3://bucket/prefix (Optuna's Boto3ArtifactStore; "
+        "pip install 'svmhpo[s3]'), instead of the study's database (a server) or a folder beside a SQLite file",
+    )
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     search: SearchConfig = SearchConfig()

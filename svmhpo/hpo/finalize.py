@@ -23,7 +23,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from svmhpo.errors import OutputError, StorageError
 from svmhpo.hpo import modelside, records
-from svmhpo.hpo.artifacts import FOLDER
+from svmhpo.hpo.artifacts import FOLDER, S3ArtifactStore
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.election import final_is_current
 from svmhpo.hpo.handle import StudyHandle
@@ -47,7 +47,9 @@ def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: Stu
     again, so no record ever names a model that is not there; a full or read-only disk is one
     :class:`~svmhpo.errors.StorageError` line.
     """
-    folder = study.model_store == FOLDER
+    where = config.artifacts or study.model_store  # [study] artifacts = "s3://...", or the study's own store
+    store = S3ArtifactStore(where) if config.artifacts else study.artifact_store()
+    folder = where == FOLDER
     if folder:
         try:
             study.artifacts.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: Stu
             # Optuna refuses to change a finished trial, attributes and artifacts alike, so the model
             # goes on the study, its file named after the trial it refits.
             artifact_id = upload_artifact(
-                artifact_store=study.artifact_store(),
+                artifact_store=store,
                 file_path=str(archive),
                 study_or_trial=study,
                 mimetype=MODEL_MEDIA_TYPE,
@@ -76,7 +78,7 @@ def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: Stu
                 raise
             reason = exc.strerror if isinstance(exc, OSError) else exc.reason
             raise StorageError(f"{study.artifacts}: cannot write the study's model ({reason})") from None
-    stored = {"model_artifact_id": artifact_id, "model_file": archive.name, "model_store": study.model_store}
+    stored = {"model_artifact_id": artifact_id, "model_file": archive.name, "model_store": where}
     if folder:  # a plain file that `svmhpo predict --model` takes
         stored["model_path"] = str((study.artifacts / artifact_id).absolute())
     return {**result, **stored}
@@ -86,13 +88,13 @@ def _is_model(meta: dict) -> bool:
     return meta.get("mimetype") == MODEL_MEDIA_TYPE and str(meta.get("filename", "")).endswith("-model.zip")
 
 
-def _drop_other_models(study: StudyHandle, keep: str | None) -> int:
+def _drop_other_models(study: StudyHandle, keep: str | None, config: StudyConfig) -> int:
     """Remove every model artifact of the study but ``keep`` (file and record); return how many.
 
     They are what a process killed between its upload and writing ``final`` left behind, or a
     record whose file was never written.
     """
-    store = study.artifact_store()
+    store = S3ArtifactStore(config.artifacts) if config.artifacts else study.artifact_store()
     dropped = 0
     for meta in records.model_artifacts(study):
         if _is_model(meta) and meta["artifact_id"] != keep:
@@ -126,5 +128,5 @@ def finalize(study: StudyHandle, config: StudyConfig, data: StudyData, *, force:
                 records.set_baseline(study, modelside.current().baseline(config, data))
             records.set_final(study, result)
             stored = result
-        _drop_other_models(study, keep=stored.get("model_artifact_id"))
+        _drop_other_models(study, keep=stored.get("model_artifact_id"), config=config)
         return stored

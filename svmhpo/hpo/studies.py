@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from svmhpo.errors import ConfigError, StorageError
 from svmhpo.hpo import records
-from svmhpo.hpo.artifacts import FOLDER
+from svmhpo.hpo.artifacts import FOLDER, model_store_of
 from svmhpo.hpo.config import StudyConfig, config_differences, load_config
 from svmhpo.hpo.handle import StudyHandle
 from svmhpo.hpo.space import make_pruner, make_sampler
@@ -241,7 +241,9 @@ def model_state(study: StudyHandle) -> tuple[str, str | None]:
     in_folder = final.get("model_store", FOLDER) == FOLDER  # a record without one is from before the database store
     path = str((study.artifacts / artifact_id).absolute()) if in_folder else None
     live = {meta["artifact_id"] for meta in records.model_artifacts(study)}
-    present = Path(path).is_file() if path is not None else study.artifact_store().exists(artifact_id)
+    present = (
+        Path(path).is_file() if path is not None else model_store_of(final, study.artifact_store()).exists(artifact_id)
+    )
     return ("live" if artifact_id in live and present else "missing"), path
 
 
@@ -287,7 +289,7 @@ def delete_study(name: str, url: str | None = None) -> int:
     """
     study = read_study(name, url)  # one line if it does not exist
     removed = 0
-    store = study.artifact_store()
+    store = model_store_of(records.final(study) or {}, study.artifact_store())
     for meta in records.model_artifacts(study):
         if store.exists(meta["artifact_id"]):
             store.remove(meta["artifact_id"])

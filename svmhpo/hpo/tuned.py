@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from svmhpo.errors import DataError, ModelError, OutputError
 from svmhpo.files import ensure_folder, write_atomically
 from svmhpo.hpo import records
+from svmhpo.hpo.artifacts import model_store_of
 from svmhpo.hpo.config import DataConfig, StudyConfig
 from svmhpo.hpo.space import decode
 from svmhpo.hpo.studies import best_trial, model_state, read_study, refit_command, study_config
@@ -84,7 +85,7 @@ def _download(name: str, storage: str | None, into: Path) -> Path:
     target = into / "model.zip"
     try:
         download_artifact(
-            artifact_store=study.artifact_store(),
+            artifact_store=model_store_of(records.final(study), study.artifact_store()),
             file_path=str(target),
             artifact_id=records.final(study)["model_artifact_id"],
         )

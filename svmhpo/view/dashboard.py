@@ -13,7 +13,8 @@ from __future__ import annotations
 import optuna_dashboard
 
 from svmhpo.errors import SvmhpoError
-from svmhpo.hpo.artifacts import FOLDER, model_store_kind, store_for
+from svmhpo.hpo import records
+from svmhpo.hpo.artifacts import FOLDER, ArtifactChain, S3ArtifactStore, model_store_kind, store_for
 from svmhpo.hpo.storage import artifact_dir, open_storage, resolve_storage_url
 
 __all__ = ["serve"]
@@ -30,6 +31,12 @@ def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) 
         except OSError as exc:
             raise SvmhpoError(f"{folder}: cannot create the artifact folder ({exc.strerror})") from None
     store = store_for(storage, folder)  # on a server: the study's database (every host sees it)
+    buckets = sorted(
+        {(study.system_attrs.get(records.CONFIG) or {}).get("artifacts") for study in storage.get_all_studies()}
+        - {None}
+    )
+    if buckets:  # studies whose models go to S3 ([study] artifacts), as they were when the dashboard started
+        store = ArtifactChain(store, *(S3ArtifactStore(url) for url in buckets))
     try:
         optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
     except OSError as exc:
