@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import optuna
+import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
@@ -237,11 +239,15 @@ class BatchObjective:
     def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
         for i, member in enumerate(group):
             if i not in pruning.told:
-                with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
-                    records.set_fail_reason(member.trial, reason)
-                pruning.tell(i, TrialState.FAIL)
-                if reason == STOPPED and records.fail_reason(pruning.told[i]) == STOPPED:
-                    _put_back(pruning.study, pruning.told[i])
+
+                def fail(i: int = i, member: Member = member) -> None:
+                    with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
+                        records.set_fail_reason(member.trial, reason)
+                    pruning.tell(i, TrialState.FAIL)
+                    if reason == STOPPED and records.fail_reason(pruning.told[i]) == STOPPED:
+                        _put_back(pruning.study, pruning.told[i])
+
+                _patiently(fail)
 
 
 #: The ``fail_reason`` of a trial whose worker was stopped by SIGTERM; it is put back in the queue.
@@ -269,8 +275,36 @@ def _put_back(study: StudyHandle, failed: FrozenTrial) -> None:
 def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
     """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale);
     a trial of a stopped worker (:data:`STOPPED`) is then put back in the queue."""
-    with contextlib.suppress(UpdateFinishedTrialError):
-        records.set_fail_reason(trial, reason)
-        failed = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if reason == STOPPED:
-            _put_back(study, failed)
+
+    def fail() -> None:
+        with contextlib.suppress(UpdateFinishedTrialError):
+            records.set_fail_reason(trial, reason)
+            failed = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if reason == STOPPED:
+                _put_back(study, failed)
+
+    _patiently(fail)
+
+
+#: How long the writes that leave a stopped or interrupted fit retry a locked SQLite file.
+LOCKED_RETRY_S = 15.0
+
+
+def _patiently(write: Callable[[], None]) -> None:
+    """Do ``write`` again while SQLite answers "database is locked", for up to :data:`LOCKED_RETRY_S`.
+
+    The trials of a stopped or interrupted fit are failed and queued again while its heartbeat
+    thread and other workers write too; a SIGTERM'd worker at K = 16 under load once ended in
+    "database is locked" (exit 1) instead of leaving cleanly. Each step is idempotent or was not
+    committed when the lock refused it.
+    """
+    deadline = time.monotonic() + LOCKED_RETRY_S
+    while True:
+        try:
+            write()
+            return
+        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as exc:
+            locked = any("database is locked" in str(e) for e in (exc, exc.__cause__, exc.__context__) if e)
+            if not locked or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
