@@ -10,8 +10,10 @@
   file is on one disk anyway, and the model stays a plain file that ``svmhpo predict --model``
   takes.
 
-Each model's ``final`` record names its store (``model_store``: ``"database"`` or
-``"folder"``); a record without one is from before the database store and is read from the
+- **In S3** (:class:`S3ArtifactStore`) where the config says ``[study] artifacts = "s3://bucket/prefix"``.
+
+Each model's ``final`` record names its store (``model_store``: ``"database"``, ``"folder"`` or
+the ``s3://`` URL); a record without one is from before the database store and is read from the
 folder it was written to, so a study finalized then still loads.
 """
 
@@ -166,8 +168,10 @@ class ArtifactChain:
 
     def open_reader(self, artifact_id: str) -> BinaryIO:
         for store in self.stores:
-            if store.exists(artifact_id):
-                return store.open_reader(artifact_id)
+            try:
+                return store.open_reader(artifact_id)  # one query, not a probe and then a read
+            except (ArtifactNotFound, FileNotFoundError):
+                continue
         raise ArtifactNotFound(f"artifact {artifact_id!r} is in none of the study's artifact stores")
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:

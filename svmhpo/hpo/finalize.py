@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import upload_artifact
@@ -37,6 +38,11 @@ __all__ = ["MODEL_MEDIA_TYPE", "finalize"]
 MODEL_MEDIA_TYPE = "application/zip"
 
 
+def _model_store(study: StudyHandle, config: StudyConfig) -> Any:
+    """Where the study's models go: S3 where ``[study] artifacts`` says so, else the study's own store."""
+    return S3ArtifactStore(config.artifacts) if config.artifacts else study.artifact_store()
+
+
 def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: StudyConfig, data: StudyData) -> dict:
     """Refit ``trial`` into a model zip named after it, attach it to the study; return the ``final`` record.
 
@@ -48,7 +54,7 @@ def _save_model(study: StudyHandle, trial: optuna.trial.FrozenTrial, config: Stu
     :class:`~svmhpo.errors.StorageError` line.
     """
     where = config.artifacts or study.model_store  # [study] artifacts = "s3://...", or the study's own store
-    store = S3ArtifactStore(where) if config.artifacts else study.artifact_store()
+    store = _model_store(study, config)
     folder = where == FOLDER
     if folder:
         try:
@@ -94,7 +100,7 @@ def _drop_other_models(study: StudyHandle, keep: str | None, config: StudyConfig
     They are what a process killed between its upload and writing ``final`` left behind, or a
     record whose file was never written.
     """
-    store = S3ArtifactStore(config.artifacts) if config.artifacts else study.artifact_store()
+    store = _model_store(study, config)
     dropped = 0
     for meta in records.model_artifacts(study):
         if _is_model(meta) and meta["artifact_id"] != keep:
