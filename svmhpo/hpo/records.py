@@ -246,9 +246,16 @@ def drop_artifact_record(study: StudyHandle, artifact_id: str) -> None:
 
 # --- trials --------------------------------------------------------------------------------------
 def set_trial_origin(trial: optuna.Trial, seed: int) -> None:
-    """Record the seed that reproduces ``trial``'s fit and the worker that runs it."""
+    """Record the seed that reproduces ``trial``'s fit and the worker that runs it.
+
+    A re-queued trial inherits its failed original's attributes (Optuna's retry callback copies
+    them), ``fail_reason`` included: it is cleared, or a re-run killed outright (which leaves no
+    reason of its own) would read as the original's "worker stopped".
+    """
     trial.set_user_attr(SEED, seed)
     trial.set_user_attr(WORKER, WORKER_ID)
+    if trial.user_attrs.get(FAIL_REASON) is not None:
+        trial.set_user_attr(FAIL_REASON, None)
 
 
 def stored_seed(trial: FrozenTrial) -> int | None:

@@ -81,4 +81,6 @@ def test_a_stopped_worker_puts_its_trials_back_at_once(tmp_path: Path, study_con
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     retried = [t.system_attrs.get("failed_trial") for t in finished if "failed_trial" in t.system_attrs]
     assert sorted(retried) == sorted(by_number)  # every stopped trial ran again, once
+    # the re-runs do not carry their originals' reason
+    assert all(records.fail_reason(t) is None for t in finished if "failed_trial" in t.system_attrs)
     assert records.final(study) is not None  # the second worker refit; the stopped one never started it
