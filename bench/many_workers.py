@@ -30,6 +30,8 @@ from pathlib import Path
 
 import sqlalchemy
 
+from svmhpo.hpo.storage import POOLER_PARAM, open_storage
+
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = 10
@@ -102,7 +104,10 @@ def one(url: str, workers: int, trials: int) -> dict:
     from optuna.trial import TrialState
 
     name = f"bench-many-{workers}-{uuid.uuid4().hex[:6]}"
-    engine = sqlalchemy.create_engine(url)
+    # a connection per poll: psycopg would otherwise prepare the repeated count, which a
+    # transaction-mode pooler (PgBouncer) cannot keep
+    plain = sqlalchemy.make_url(url).difference_update_query([POOLER_PARAM])  # svmhpo's own parameter
+    engine = sqlalchemy.create_engine(plain, poolclass=sqlalchemy.pool.NullPool)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "c.toml"
         config.write_text(CONFIG.format(name=name, trials=trials, reports=REPORTS))
@@ -131,7 +136,8 @@ def one(url: str, workers: int, trials: int) -> dict:
         seconds = time.perf_counter() - start
         codes = [p.returncode for p in procs]
         stats = [json.loads(out.read_text()) for out in outs if out.exists()]
-    study = optuna.load_study(study_name=name, storage=url)
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=name, storage=storage)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
     asks = [x for s in stats for x in s["ask"]]
@@ -153,7 +159,7 @@ def one(url: str, workers: int, trials: int) -> dict:
         "worker_exit_codes": sorted(set(codes)),
         "errors": [p.stderr.read()[-500:] for p in procs if p.returncode],
     }
-    optuna.delete_study(study_name=name, storage=url)
+    optuna.delete_study(study_name=name, storage=storage)
     engine.dispose()
     return result
 

@@ -215,6 +215,68 @@ def pg_server(_own_pg: PostgresServer):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: Server connections PgBouncer keeps to PostgreSQL in the tests: fewer than the workers sent through it.
+PGBOUNCER_POOL = 4
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_url: str):
+    """PgBouncer in transaction mode in front of the real PostgreSQL's ``test`` database, with a
+    pool of :data:`PGBOUNCER_POOL` server connections; yields its URL (without svmhpo's
+    ``?pooler=``). Debian's ``pgbouncer`` package (``dev/test`` installs it); skipped loudly
+    where it is missing."""
+    import psycopg
+
+    from svmhpo.testing import free_port, wait_for
+
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(exe).is_file():
+        reason = "NO PGBOUNCER (Debian package pgbouncer): the PostgreSQL connection-pooler tests SKIPPED"
+        _pg_skipped.append(reason)
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="svmhpo-pgbouncer-"))
+    folder.chmod(0o755)  # run as postgres when root: it reads the files
+    port = free_port()
+    (folder / "users.txt").write_text('"postgres" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        textwrap.dedent(f"""\
+            [databases]
+            test = host=127.0.0.1 port=5432 dbname=test
+            [pgbouncer]
+            listen_addr = 127.0.0.1
+            listen_port = {port}
+            unix_socket_dir =
+            auth_type = trust
+            auth_file = {folder / "users.txt"}
+            pool_mode = transaction
+            default_pool_size = {PGBOUNCER_POOL}
+            max_client_conn = 500
+            ignore_startup_parameters = extra_float_digits,options
+            """)
+    )
+    as_user = ["-u", "postgres"] if os.geteuid() == 0 else []  # it refuses to run as root
+    log = open(folder / "log", "w")
+    proc = subprocess.Popen([exe, *as_user, str(folder / "pgbouncer.ini")], stdout=log, stderr=log)
+
+    def ready() -> bool:
+        try:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=test connect_timeout=2").close()
+            return True
+        except psycopg.OperationalError:
+            return proc.poll() is not None  # exited: reported below
+
+    wait_for(ready, 30, "PgBouncer to accept connections")
+    if proc.poll() is not None:
+        raise AssertionError(f"pgbouncer exited {proc.returncode}: {(folder / 'log').read_text()[-2000:]}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/test"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """A red banner for every service whose tests were skipped because it could not be started.
 
@@ -226,7 +288,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         longrepr = getattr(report, "longrepr", None)
         reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
         reasons.append(reason.removeprefix("Skipped: "))
-    for title, marker in (("PostgreSQL", "PostgreSQL"), ("Docker", "DOCKER")):
+    for title, marker in (("PostgreSQL", "PostgreSQL"), ("PgBouncer", "PGBOUNCER"), ("Docker", "DOCKER")):
         found = [r for r in reasons if marker in r and "SKIPPED" in r]
         if found:
             terminalreporter.section(title, sep="!", red=True, bold=True)

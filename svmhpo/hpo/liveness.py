@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import fcntl
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import sqlalchemy
 
 from svmhpo.hpo.handle import trial_id
 from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
+from svmhpo.hpo.storage import is_transaction_pooled
 
 if TYPE_CHECKING:
     from svmhpo.hpo.handle import StudyHandle
@@ -158,6 +160,10 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
         yield False
         return
     key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study.id}
+    if is_transaction_pooled(study.storage):
+        with _polled_lock(engine, key, wait_s) as held:
+            yield held
+        return
     conn = None
     try:
         conn = engine.connect()
@@ -185,6 +191,54 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
             conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
             conn.rollback()
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.close()
+
+
+#: Longest pause between two tries of a polled lock (behind a transaction pooler); the pauses
+#: grow from 10 ms with random jitter, so waiters neither flood the server nor move in step.
+LOCK_POLL_MAX_S = 0.25
+
+
+@contextlib.contextmanager
+def _polled_lock(engine: sqlalchemy.Engine, key: dict[str, int], wait_s: float) -> Iterator[bool]:
+    """The advisory lock ``key`` through a transaction-mode pooler: tried, not queued for.
+
+    A waiter queued on the server (``pg_advisory_lock``) holds a server connection while it
+    waits, and through a pooler with fewer server connections than waiters the holder then
+    cannot get one to do its work: every worker stood still (32 workers, PgBouncer with a pool of
+    10). Here each try is a transaction of its own that ends at once when the lock is taken
+    (the pooler's connection goes back to its pool between tries); the lock taken is
+    transaction-scoped (``pg_try_advisory_xact_lock``), so it lives exactly as long as the one
+    server connection the holder keeps, and the end of that transaction (or of the holder's
+    connection) releases it.
+    """
+    conn = None
+    deadline = time.monotonic() + wait_s
+    pause = 0.01
+    try:
+        conn = engine.connect()
+        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:c, :s)"), key).scalar_one():
+            conn.rollback()
+            if time.monotonic() > deadline:
+                conn.close()
+                conn = None
+                break
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(2 * pause, LOCK_POLL_MAX_S)
+    except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait for it)
+        if conn is not None:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                conn.close()
+        conn = None
+    if conn is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+            conn.rollback()  # releases the lock
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
             conn.close()
 

@@ -42,9 +42,11 @@ from svmhpo.hpo.resilience import Outage, ResilientRDBStorage, exception_chain
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "POOLER_PARAM",
     "AtomicArtifactStore",
     "artifact_dir",
     "default_storage_url",
+    "is_transaction_pooled",
     "mask_url",
     "open_storage",
     "parse_url",
@@ -165,7 +167,7 @@ def _sqlite_creator(database: str):
     return connect
 
 
-def _engine_kwargs(url: str, parsed: URL) -> dict:
+def _engine_kwargs(url: str, parsed: URL, pooled: bool = False) -> dict:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
@@ -178,7 +180,13 @@ def _engine_kwargs(url: str, parsed: URL) -> dict:
             return {"creator": _sqlite_creator(str(Path(database).expanduser()))}
         return {}
     if backend == "postgresql":
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if pooled and parsed.get_driver_name() == "psycopg":
+            # psycopg 3 prepares a statement on the server after its fifth run on a connection; a
+            # transaction pooler hands the next transaction another server connection ("prepared
+            # statement "_pg3_0" already exists" through PgBouncer 1.18)
+            connect_args["prepare_threshold"] = None
+        return {"connect_args": connect_args, "pool_pre_ping": True}
     if backend in ("mysql", "mariadb"):
         return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     return {}
@@ -228,10 +236,15 @@ def open_storage(
     url = resolve_storage_url(url)
     shown = mask_url(url)
     parsed = parse_url(url)
-    kwargs = _engine_kwargs(url, parsed)
+    pooled = transaction_pooler(parsed, shown)
+    engine_url = url
+    if POOLER_PARAM in parsed.query:  # svmhpo's own parameter: the driver would refuse it
+        parsed = parsed.difference_update_query([POOLER_PARAM])
+        engine_url = parsed.render_as_string(hide_password=False)
+    kwargs = _engine_kwargs(url, parsed, pooled)
     sqlite = parsed.get_backend_name() == "sqlite"
     try:
-        storage = _open(url, shown, sqlite, outage_limit, kwargs)
+        storage = _open(engine_url, shown, sqlite, outage_limit, kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
         if sqlite:
             raise StorageError(f"{shown}: cannot open the SQLite file ({first_line(exc)})") from None
@@ -242,7 +255,39 @@ def open_storage(
         cause = exc.__cause__ or exc  # Optuna's message blames "invalid data"; the driver's says what happened
         raise StorageError(f"{shown}: storage error ({mask_in(first_line(cause), url)})") from None
     set_heartbeat(storage, heartbeat_interval, grace_period)
+    storage.transaction_pooled = pooled
     return storage
+
+
+#: The URL query parameter that says the URL reaches PostgreSQL through a transaction-mode
+#: connection pooler (PgBouncer's ``pool_mode = transaction``, and poolers like it):
+#: ``postgresql+psycopg://user@pgbouncer:6432/db?pooler=transaction``.
+POOLER_PARAM = "pooler"
+
+
+def transaction_pooler(parsed: URL, shown: str) -> bool:
+    """Whether ``parsed`` says ``?pooler=transaction``; any other value is one line.
+
+    Through such a pooler each transaction may run on another server connection, so nothing may
+    outlive a transaction: psycopg's prepared statements are off, and the study's locks are
+    transaction-scoped and polled instead of queued on the server (a waiter queued there would
+    hold a server connection, and waiters filling the pool would starve the holder: a deadlock
+    seen with 32 workers on a pool of 10).
+    """
+    value = parsed.query.get(POOLER_PARAM)
+    if value is None:
+        return False
+    if value != "transaction" or parsed.get_backend_name() != "postgresql":
+        raise StorageError(
+            f"{shown}: {POOLER_PARAM}={value} is not understood; {POOLER_PARAM}=transaction says that a "
+            "PostgreSQL URL reaches the server through a transaction-mode pooler such as PgBouncer"
+        )
+    return True
+
+
+def is_transaction_pooled(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` was opened with ``?pooler=transaction`` (see :func:`transaction_pooler`)."""
+    return bool(getattr(storage, "transaction_pooled", False))
 
 
 def storage_failure(exc: BaseException, url: str) -> StorageError | None:
