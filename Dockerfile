@@ -21,7 +21,9 @@ COPY . /src/
 # PyTorch first (from the wheelhouse or the PyTorch index, so that pip never picks a CUDA build
 # for a CPU image), then svmhpo's dependencies, then svmhpo itself. What the runtime image takes is
 # gathered under /out: the environment (built at its final path, /opt/svmhpo, then moved) and the
-# shipped study configs.
+# shipped study configs. Then out goes what no svmhpo process ever loads (measured: the modules a
+# run, a worker and the dashboard import): PyTorch's C++ test binaries, headers and protoc, and
+# pip and setuptools, about 220 MB of the environment's 1.4 GB, copied once per container under vfs.
 RUN python -m venv /opt/svmhpo \
     && if ls /src/wheelhouse/*.whl >/dev/null 2>&1; then \
          /opt/svmhpo/bin/pip install --no-index --find-links /src/wheelhouse "torch==${TORCH_VERSION}" \
@@ -30,6 +32,10 @@ RUN python -m venv /opt/svmhpo \
          /opt/svmhpo/bin/pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}" \
          && /opt/svmhpo/bin/pip install /src; \
        fi \
+    && site=$(/opt/svmhpo/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+    && rm -rf "$site/torch/test" "$site/torch/include" "$site"/torch/bin/*Test "$site"/torch/bin/test_* \
+              "$site"/torch/bin/protoc* \
+    && /opt/svmhpo/bin/python -m pip uninstall -y -q pip setuptools \
     && mkdir -p /out/opt /out/app \
     && mv /opt/svmhpo /out/opt/svmhpo \
     && cp -r /src/svmhpo/studies /out/app/studies
