@@ -130,9 +130,15 @@ def one(url: str, workers: int, trials: int) -> dict:
             for out in outs
         ]
         peak = 0
-        while any(p.poll() is None for p in procs):
-            peak = max(peak, _connections(engine))
-            time.sleep(0.5)
+        try:
+            while any(p.poll() is None for p in procs):
+                peak = max(peak, _connections(engine))
+                time.sleep(0.5)
+        finally:  # a failed poll (the database or pooler gone) leaves no worker behind
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         seconds = time.perf_counter() - start
         codes = [p.returncode for p in procs]
         stats = [json.loads(out.read_text()) for out in outs if out.exists()]

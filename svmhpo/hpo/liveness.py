@@ -160,23 +160,14 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
         yield False
         return
     key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study.id}
-    if is_transaction_pooled(study.storage):
-        with _polled_lock(engine, key, wait_s) as held:
-            yield held
-        return
+    pooled = is_transaction_pooled(study.storage)
+    take = _polled_take if pooled else _queued_take
     conn = None
     try:
         conn = engine.connect()
-        # The server queues the waiters (first come, first served; a try-lock polled every 10 ms
-        # by 32 workers starved some past the wait and sent thousands of queries a second). A
-        # holder cut off by the network would keep its lock until the server noticed, which can
-        # take TCP keepalive's hours: this session asks the server to probe it after 30 s idle and
-        # drop it after three missed probes, so a lost holder's lock is free within about a minute.
-        # Settings made in this transaction end with it (the rollback below), not in the pool.
-        for setting in ("tcp_keepalives_idle = 30", "tcp_keepalives_interval = 10", "tcp_keepalives_count = 3"):
-            conn.execute(sqlalchemy.text(f"SET {setting}"))
-        conn.execute(sqlalchemy.text(f"SET lock_timeout = {max(1, int(wait_s * 1000))}"))
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
+        if not take(conn, key, wait_s):
+            conn.close()
+            conn = None
     except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait), or the wait ran out
         if conn is not None:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
@@ -189,10 +180,29 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
         yield True
     finally:
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
+            if not pooled:  # a session lock; the polled one is the transaction's and ends with it
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
             conn.rollback()
         with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
             conn.close()
+
+
+def _queued_take(conn: sqlalchemy.Connection, key: dict[str, int], wait_s: float) -> bool:
+    """Wait on the server for the advisory lock ``key`` (a session lock), up to ``wait_s``.
+
+    The server queues the waiters (first come, first served; a try-lock polled every 10 ms by
+    32 workers starved some past the wait and sent thousands of queries a second). A holder cut
+    off by the network would keep its lock until the server noticed, which can take TCP
+    keepalive's hours: this session asks the server to probe it after 30 s idle and drop it after
+    three missed probes, so a lost holder's lock is free within about a minute. Settings made in
+    this transaction end with it (the rollback at release), not in the pool. A wait that runs
+    out raises (``lock_timeout``).
+    """
+    for setting in ("tcp_keepalives_idle = 30", "tcp_keepalives_interval = 10", "tcp_keepalives_count = 3"):
+        conn.execute(sqlalchemy.text(f"SET {setting}"))
+    conn.execute(sqlalchemy.text(f"SET lock_timeout = {max(1, int(wait_s * 1000))}"))
+    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
+    return True
 
 
 #: Longest pause between two tries of a polled lock (behind a transaction pooler); the pauses
@@ -200,47 +210,27 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
 LOCK_POLL_MAX_S = 0.25
 
 
-@contextlib.contextmanager
-def _polled_lock(engine: sqlalchemy.Engine, key: dict[str, int], wait_s: float) -> Iterator[bool]:
-    """The advisory lock ``key`` through a transaction-mode pooler: tried, not queued for.
+def _polled_take(conn: sqlalchemy.Connection, key: dict[str, int], wait_s: float) -> bool:
+    """Try for the advisory lock ``key`` through a transaction-mode pooler, up to ``wait_s``.
 
-    A waiter queued on the server (``pg_advisory_lock``) holds a server connection while it
+    A waiter queued on the server (:func:`_queued_take`) holds a server connection while it
     waits, and through a pooler with fewer server connections than waiters the holder then
     cannot get one to do its work: every worker stood still (32 workers, PgBouncer with a pool of
-    10). Here each try is a transaction of its own that ends at once when the lock is taken
+    10). Here each try is a transaction of its own that ends at once unless the lock is taken
     (the pooler's connection goes back to its pool between tries); the lock taken is
     transaction-scoped (``pg_try_advisory_xact_lock``), so it lives exactly as long as the one
     server connection the holder keeps, and the end of that transaction (or of the holder's
     connection) releases it.
     """
-    conn = None
     deadline = time.monotonic() + wait_s
     pause = 0.01
-    try:
-        conn = engine.connect()
-        while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:c, :s)"), key).scalar_one():
-            conn.rollback()
-            if time.monotonic() > deadline:
-                conn.close()
-                conn = None
-                break
-            time.sleep(random.uniform(pause / 2, pause))
-            pause = min(2 * pause, LOCK_POLL_MAX_S)
-    except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait for it)
-        if conn is not None:
-            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                conn.close()
-        conn = None
-    if conn is None:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.rollback()  # releases the lock
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.close()
+    while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:c, :s)"), key).scalar_one():
+        conn.rollback()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(random.uniform(pause / 2, pause))
+        pause = min(2 * pause, LOCK_POLL_MAX_S)
+    return True
 
 
 def adopt_orphans(study: StudyHandle, grace_period: float, adopted: set[int]) -> None:

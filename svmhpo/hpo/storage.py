@@ -192,7 +192,9 @@ def _engine_kwargs(url: str, parsed: URL, pooled: bool = False) -> dict:
     return {}
 
 
-def _open(url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[str, Any]) -> RDBStorage:
+def _open(
+    url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[str, Any], pooled: bool = False
+) -> RDBStorage:
     """The storage object; a server that answered and then went away while Optuna checked its
     schema (a restart: seen in the compose test, a worker starting while PostgreSQL restarted) is
     waited for as an outage mid-run is (:class:`~svmhpo.hpo.resilience.Outage`: the same lines,
@@ -203,7 +205,11 @@ def _open(url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[
     outage: Outage | None = None
     while True:
         try:
-            storage = ResilientRDBStorage(url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs)
+            storage = ResilientRDBStorage(
+                url, shown=shown, outage_limit=outage_limit, engine_kwargs=kwargs, skip_compatibility_check=pooled
+            )
+            if pooled:
+                _check_schema(storage, shown)
         except optuna.exceptions.StorageInternalError as exc:  # connected, then a commit failed
             outage = outage or Outage(shown, outage_limit)
             wait = outage.delay_after(exc.__cause__ or exc)  # past the limit: DatabaseUnavailable, one line
@@ -216,6 +222,24 @@ def _open(url: str, shown: str, sqlite: bool, outage_limit: float, kwargs: dict[
                 outage.recovered()
             return storage
         time.sleep(wait)
+
+
+def _check_schema(storage: RDBStorage, shown: str) -> None:
+    """Optuna's schema check, one connection at a time (behind a transaction pooler).
+
+    Optuna's own check reads ``version_info`` in a transaction and, still inside it, opens a
+    second connection for the Alembic revision. Through a pooler every open transaction holds a
+    server connection: workers started together filled a pool of 4 with such half-done checks,
+    each waiting for a second connection, and none went on.
+    """
+    current, head = storage.get_current_version(), storage.get_head_version()
+    if current != head:
+        hint = (
+            "run `optuna storage upgrade --storage URL`"
+            if current in storage.get_all_versions()
+            else "this Optuna is older than the study's; upgrade it"
+        )
+        raise StorageError(f"{shown}: the study tables have Optuna schema {current}, this Optuna uses {head}: {hint}")
 
 
 def open_storage(
@@ -244,7 +268,7 @@ def open_storage(
     kwargs = _engine_kwargs(url, parsed, pooled)
     sqlite = parsed.get_backend_name() == "sqlite"
     try:
-        storage = _open(engine_url, shown, sqlite, outage_limit, kwargs)
+        storage = _open(engine_url, shown, sqlite, outage_limit, kwargs, pooled)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DatabaseError) as exc:
         if sqlite:
             raise StorageError(f"{shown}: cannot open the SQLite file ({first_line(exc)})") from None
