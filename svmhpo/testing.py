@@ -100,7 +100,15 @@ class NoOpTrainer:
             module._val_acc = {i: noop_score(members[i].lr, epoch, epochs) for i in module.live}
             if watch is not None:
                 watch.after_validation(module)
+            if MARK_ENV in os.environ:  # tests: "this process is inside a fit", without polling the study
+                with open(os.environ[MARK_ENV], "a") as mark:
+                    mark.write(f"{epoch}\n")
         return module, None
+
+
+#: A file to which :class:`NoOpTrainer` appends each epoch it has reported (tests wait on it to
+#: act inside a fit: the reported values reach the study only in bulk, see :mod:`svmhpo.hpo.reports`).
+MARK_ENV = "SVMHPO_NOOP_MARK"
 
 
 def noop_score(lr: float, epoch: int, epochs: int) -> float:

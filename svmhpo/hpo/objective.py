@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from svmhpo.hpo import modelside, records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.liveness import budget_lock
+from svmhpo.hpo.reports import ReportBuffer
 from svmhpo.hpo.space import suggest
 from svmhpo.hpo.storage import MAX_RETRY
 from svmhpo.hpo.studies import count_trials
@@ -62,13 +63,16 @@ class MemberPruning:
     """The study's watch over a fit (a :class:`~svmhpo.svm.members.MemberWatch`): each member
     reports to its own trial and is pruned on its own.
 
-    After every validation each live member's ``val_acc`` is reported to its trial at the
-    epoch, and the pruner is asked, exactly as optuna-integration's
-    ``PyTorchLightningPruningCallback`` does for a one-trial fit (the same value, the same
-    step, the same question), but with no Lightning ``Trainer`` in between; a
-    member the pruner stops is stopped alone and its trial told PRUNED at once. A member whose
-    loss turned NaN/inf is pruned and marked ``diverged`` as soon as the fit notices. What is
-    told is kept in :attr:`told` and passed to ``on_told`` at once.
+    After every validation each live member's ``val_acc`` joins its curve at the epoch and the
+    study's pruner is asked, with Optuna's own pruner on the same evidence as
+    optuna-integration's ``PyTorchLightningPruningCallback`` gives it for a one-trial fit (the
+    same value, the same step, the trial as ``Trial.should_prune`` hands it over), but with no
+    Lightning ``Trainer`` in between and no round trip: the curve is in memory, and the
+    values reach the study in bulk (:mod:`svmhpo.hpo.reports`) when members are pruned or told
+    and at most every few seconds in between. A member the pruner stops is stopped alone and
+    its trial told PRUNED at once. A member whose loss turned NaN/inf is pruned and marked
+    ``diverged`` as soon as the fit notices. What is told is kept in :attr:`told` and passed to
+    ``on_told`` at once.
     """
 
     def __init__(
@@ -78,15 +82,24 @@ class MemberPruning:
         self.members = members
         self.on_told = on_told
         self.told: dict[int, FrozenTrial] = {}
+        #: Each member's reported values by epoch, the evidence its pruning decisions read.
+        self.curves: dict[int, dict[int, float]] = {}
+        self.reports = ReportBuffer(study.storage)
+        self._ids = [trial_id(m.trial) for m in members]
 
     def tell(self, member: int, state: TrialState | None = None, value: float | None = None) -> None:
         trial = self.members[member].trial
+        self.reports.flush([self._ids[member]])  # its curve first, as trial.report would have written it
         try:
             self.told[member] = self.study.tell(trial, value, state=state, skip_if_finished=True)
         except UpdateFinishedTrialError:  # failed as stale by another process between Optuna's check and write
             self.told[member] = self.study.storage.get_trial(trial_id(trial))
         if self.on_told is not None:
             self.on_told(self.told[member])
+
+    def flush(self) -> None:
+        """Write every member's pending values (one transaction): before a batch's members are told."""
+        self.reports.flush()
 
     def after_update(self, module: MemberFit) -> None:
         """Tell the members that diverged since the last look: PRUNED, marked ``diverged``."""
@@ -98,22 +111,72 @@ class MemberPruning:
     def after_validation(self, module: MemberFit) -> None:
         """Report every live member's ``val_acc``, and stop and tell the ones the pruner prunes."""
         self.after_update(module)
+        step = module.current_epoch
         pruned = []
-        taken = []
         for member, value in module.val_acc.items():
-            trial = self.members[member].trial
-            try:
-                trial.report(value, step=module.current_epoch)
-                if trial.should_prune():
-                    pruned.append(member)
-            except UpdateFinishedTrialError:  # failed as stale by another process after a long outage
-                taken.append(member)
+            curve = self.curves.setdefault(member, {})
+            if step not in curve:  # a step keeps its first value, as trial.report does
+                curve[step] = float(value)
+                self.reports.add(self._ids[member], step, value)
+            if self.should_prune(member):
+                pruned.append(member)
+        # members failed as stale by another process (after a long outage) are found when written
+        if pruned:
+            gone = self.reports.flush([self._ids[m] for m in pruned])
+        elif self.reports.due():
+            gone = self.reports.flush()
+        else:
+            gone = set()
+        taken = [m for m in module.val_acc if self._ids[m] in gone and m not in pruned]
         if pruned or taken:
             module.stop(pruned + taken)
             for member in pruned:
                 self.tell(member, TrialState.PRUNED)
             for member in taken:
                 self.tell(member, TrialState.FAIL)  # already finished: reads it back as it is
+
+    def should_prune(self, member: int) -> bool:
+        """The study pruner's answer for ``member`` on its curve so far: ``Trial.should_prune``'s
+        question (the trial as it stands, its system attributes read only if the pruner asks),
+        without reading the trial back."""
+        trial = self.members[member].trial
+        frozen = FrozenTrial(
+            number=trial.number,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=trial.datetime_start,
+            datetime_complete=None,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=trial.user_attrs,
+            system_attrs=_SystemAttrs(self.study.storage, self._ids[member]),  # type: ignore[arg-type]
+            intermediate_values=dict(self.curves.get(member, {})),
+            trial_id=self._ids[member],
+        )
+        return self.study.pruner.prune(self.study, frozen)
+
+
+class _SystemAttrs(Mapping):
+    """A trial's system attributes, read from the storage on first use (Hyperband's rungs), as
+    Optuna's ``Trial.should_prune`` hands them to a pruner."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, tid: int) -> None:
+        self.storage, self.tid = storage, tid
+        self._attrs: dict | None = None
+
+    def _read(self) -> dict:
+        if self._attrs is None:
+            self._attrs = self.storage.get_trial_system_attrs(self.tid)
+        return self._attrs
+
+    def __getitem__(self, key: str):
+        return self._read()[key]
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
 
 
 class BatchObjective:
@@ -206,6 +269,7 @@ class BatchObjective:
                     watch=pruning,
                 )
                 values = module.val_acc
+                pruning.flush()  # every member's last values in one write, then the tells
                 for member in module.live:
                     pruning.tell(member, value=values[member])
             except DatabaseUnavailable:  # nothing can be told: the next run fails these as stale
@@ -237,6 +301,7 @@ class BatchObjective:
 
     @staticmethod
     def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
+        _patiently(pruning.flush)  # the curves so far, in one write
         for i, member in enumerate(group):
             if i not in pruning.told:
 

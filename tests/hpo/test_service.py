@@ -20,13 +20,13 @@ import pytest
 from optuna.trial import TrialState
 
 from svmhpo.cli import ExitStatus, main
-from svmhpo.errors import StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.config import load_config
 from svmhpo.hpo.service import run_study
 from svmhpo.hpo.space import decode
 from svmhpo.hpo.studies import read_study
 from svmhpo.svm.training import fit
+from svmhpo.testing import MARK_ENV, wait_for
 
 SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]  # the svmhpo command line with the no-op trainer
 
@@ -182,22 +182,12 @@ def test_postgres_two_workers_share_one_study(pg_url: str, study_config, noop_tr
         optuna.delete_study(study_name=name, storage=pg_url)
 
 
-def _wait_for_running(url: str, name: str, timeout: float = 90) -> optuna.trial.FrozenTrial:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            study = _study(url, name)
-            # inside a fit: it has reported an epoch (a batch's trials all have their parameters
-            # by then; a kill while a batch is being asked is the orphan case of test_batches)
-            running = [
-                t for t in study.trials if t.state == TrialState.RUNNING and t.number >= 1 and t.intermediate_values
-            ]
-            if running:
-                return running[0]
-        except (StorageError, optuna.exceptions.StorageInternalError):  # not created yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError("no trial started running")
+def _wait_inside_a_fit(mark: Path, timeout: float = 180) -> None:
+    """Wait until the no-op process has reported an epoch (:data:`svmhpo.testing.MARK_ENV`): it is
+    inside a fit, every member asked with its parameters (a kill while a batch is being asked is
+    the orphan case of test_batches). The study hears reported values only in bulk, so polling
+    it for them would wait for its first write."""
+    wait_for(lambda: mark.is_file() and mark.read_text().strip(), timeout, "the worker to be inside a fit", 0.05)
 
 
 @pytest.mark.parametrize("batch_trials", [1, 4])
@@ -209,11 +199,13 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config, batch_tria
     )
     command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
     env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.75")  # 3 s trials, easy to catch running (under load too)
+    mark = tmp_path / "epochs"
     proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
-    )
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=dict(env, **{MARK_ENV: str(mark)}),
+    )  # fmt: skip
     try:
-        _wait_for_running(url, "kill")
+        _wait_inside_a_fit(mark)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from svmhpo.errors import StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.objective import STOPPED
 from svmhpo.hpo.studies import read_study
-from svmhpo.testing import wait_for
+from svmhpo.testing import MARK_ENV, wait_for
 
 NOOP = [sys.executable, "-m", "svmhpo.testing"]
 
@@ -38,17 +37,17 @@ def test_a_stopped_worker_puts_its_trials_back_at_once(tmp_path: Path, study_con
     init = subprocess.run([*NOOP, "init", "--config", str(config), "--storage", url], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
     worker = [*NOOP, "worker", "--study-name", "term", "--storage", url, "--quiet"]
-    slow = subprocess.Popen(worker, env=dict(os.environ, SVMHPO_NOOP_EPOCH_S="1.0"), stderr=subprocess.PIPE, text=True)
-
-    def running() -> list:
-        try:
-            study = read_study("term", url)
-        except StorageError:
-            return []
-        return [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+    mark = tmp_path / "epochs"  # the no-op worker notes each epoch it has reported (svmhpo.testing.MARK_ENV)
+    slow = subprocess.Popen(
+        worker,
+        env=dict(os.environ, SVMHPO_NOOP_EPOCH_S="1.0", **{MARK_ENV: str(mark)}),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     try:
-        held = wait_for(running, timeout=120, what="the worker to be inside a fit", interval=0.2)
+        wait_for(lambda: mark.is_file() and mark.read_text().strip(), 120, "the worker to be inside a fit", 0.05)
+        held = read_study("term", url).get_trials(states=(TrialState.RUNNING,))
         slow.send_signal(signal.SIGTERM)
         start = time.monotonic()
         _, err = slow.communicate(timeout=30)
@@ -64,7 +63,9 @@ def test_a_stopped_worker_puts_its_trials_back_at_once(tmp_path: Path, study_con
     assert not study.get_trials(states=(TrialState.RUNNING,))
     stopped = [t for t in study.trials if t.state == TrialState.FAIL]
     assert {t.number for t in held} <= {t.number for t in stopped}
-    assert stopped and all(records.fail_reason(t) == STOPPED for t in stopped)
+    assert stopped and all(records.fail_reason(t) == STOPPED for t in stopped), [
+        (t.number, records.fail_reason(t)) for t in stopped
+    ]
     waiting = study.get_trials(states=(TrialState.WAITING,))
     # each stopped trial is queued again, once, with its parameters: WAITING already, not after the grace period
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in stopped)
