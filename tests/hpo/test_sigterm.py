@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -85,3 +86,34 @@ def test_a_stopped_worker_puts_its_trials_back_at_once(tmp_path: Path, study_con
     # the re-runs do not carry their originals' reason
     assert all(records.fail_reason(t) is None for t in finished if "failed_trial" in t.system_attrs)
     assert records.final(study) is not None  # the second worker refit; the stopped one never started it
+
+
+def test_a_stop_inside_a_commit_still_puts_the_trial_back(tmp_path: Path) -> None:
+    """A SIGTERM inside Optuna's commit left an idle pooled connection holding SQLite's write lock:
+    the worker's next write waited on itself and its trials were failed with "database is locked"
+    instead of being put back (seen at K = 16 on a busy machine)."""
+    import sqlalchemy
+
+    from svmhpo.hpo.handle import StudyHandle
+    from svmhpo.hpo.objective import _fail_trial
+    from svmhpo.hpo.storage import open_storage
+    from svmhpo.interrupts import Terminated
+
+    url = f"sqlite:///{tmp_path / 'commit.db'}"
+    storage = open_storage(url)
+    optuna.create_study(storage=storage, study_name="commit", direction="maximize")
+    study = StudyHandle("commit", storage, url)
+    trial = study.ask()
+    armed = [True]
+
+    def stop_here(*args) -> None:
+        if armed.pop() if armed else False:
+            raise Terminated
+
+    sqlalchemy.event.listen(storage.engine, "commit", stop_here)
+    with pytest.raises(Terminated):
+        trial.report(0.5, 0)
+    _fail_trial(study, trial, STOPPED)
+    trials = read_study("commit", url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # failed, and queued again
+    assert records.fail_reason(trials[0]) == STOPPED
