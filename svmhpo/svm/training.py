@@ -73,16 +73,20 @@ def interrupts_raised(trainer: pl.Trainer) -> Iterator[None]:
 
     Lightning catches the interrupt inside ``fit``, sets SIGINT to be ignored and calls
     ``sys.exit(1)``, so the caller could neither tell it from a crash nor fail its running trial,
-    and a second Ctrl-C did nothing. Here its ``SystemExit`` becomes ``KeyboardInterrupt`` again,
-    with Python's own SIGINT handler back in place.
+    and a second Ctrl-C did nothing. Here its ``SystemExit`` becomes the interrupt it caught
+    again, with Python's own SIGINT handler back in place: a SIGTERM
+    (:class:`~svmhpo.interrupts.Terminated`) stays one, or a worker stopped mid-fit exited 130 as
+    if Ctrl-C had been pressed, its trials failed and not put back (the compose test's ``stop
+    worker`` on a busy machine).
     """
     try:
         yield
-    except SystemExit:
+    except SystemExit as exc:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        raise KeyboardInterrupt from None
+        caught = exc.__context__  # Lightning exits inside its `except KeyboardInterrupt` block
+        raise (caught if isinstance(caught, KeyboardInterrupt) else KeyboardInterrupt()) from None
 
 
 def make_trainer(

@@ -181,3 +181,21 @@ def test_mixed_precision_keeps_manual_backward(digits: DeviceData) -> None:
     trainer = pl.Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
     assert not backward_is_plain(trainer)
+
+
+@pytest.mark.parametrize("interrupt", ["ctrl_c", "sigterm"])
+def test_an_interrupt_inside_a_lightning_fit_comes_out_as_itself(digits: DeviceData, interrupt: str) -> None:
+    """Lightning catches a KeyboardInterrupt inside ``fit`` and exits; the fit raises it again as
+    the interrupt it was: a SIGTERM (``Terminated``) must not come out as Ctrl-C."""
+    from svmhpo.interrupts import Terminated
+
+    raised = Terminated if interrupt == "sigterm" else KeyboardInterrupt
+
+    class Interrupt(pl.Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            if trainer.current_epoch == 1:
+                raise raised
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        fit(SVMParams(lr=0.1), digits, epochs=3, callbacks=[Interrupt()])
+    assert type(caught.value) is raised
