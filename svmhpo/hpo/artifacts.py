@@ -30,6 +30,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.storages import RDBStorage
 
 from svmhpo.errors import ConfigError
+from svmhpo.hpo.resilience import retried
 from svmhpo.hpo.storage import AtomicArtifactStore
 
 __all__ = [
@@ -79,8 +80,7 @@ class DatabaseArtifactStore:
         self._table_ready = False
 
     def _call(self, name: str, fn: Callable[[], T]) -> T:
-        retrying = getattr(self.storage, "retrying", None)
-        return fn() if retrying is None else retrying(name, fn)
+        return retried(self.storage, name, fn)
 
     def _ensure_table(self) -> None:
         if not self._table_ready:

@@ -241,8 +241,9 @@ class BatchObjective:
                     # trial as stale and re-queued it: it is no longer this batch's
                     continue
         except BaseException as exc:  # Ctrl-C, SIGTERM or a storage error while asking: leave nothing RUNNING
+            _release_session(study)
             for trial in asked:
-                _fail_trial(study, trial, stop_reason(exc))
+                _fail_trial(study, trial, stop_reason(exc), release=False)
             raise
         return members
 
@@ -295,8 +296,9 @@ class BatchObjective:
         except DatabaseUnavailable:
             raise
         except BaseException as exc:
+            _release_session(study)
             for member in members:  # a member already told is left as it is
-                _fail_trial(study, member.trial, stop_reason(exc))
+                _fail_trial(study, member.trial, stop_reason(exc), release=False)
             raise
 
     @staticmethod
@@ -338,10 +340,12 @@ def _put_back(study: StudyHandle, failed: FrozenTrial) -> None:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, failed)
 
 
-def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str) -> None:
+def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str, *, release: bool = True) -> None:
     """Fail ``trial`` with ``reason``, unless another process already finished it (failed it as stale);
-    a trial of a stopped worker (:data:`STOPPED`) is then put back in the queue."""
-    _release_session(study)
+    a trial of a stopped worker (:data:`STOPPED`) is then put back in the queue. ``release=False``:
+    the caller, failing several, already ran :func:`_release_session` once."""
+    if release:
+        _release_session(study)
 
     def fail() -> None:
         with contextlib.suppress(UpdateFinishedTrialError):

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 
+from svmhpo.hpo.resilience import retried
+
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
@@ -43,9 +45,7 @@ def write_intermediate_values(storage: BaseStorage, values: dict[int, dict[int, 
     if not values:
         return set()
     if isinstance(storage, RDBStorage):
-        retrying = getattr(storage, "retrying", None)
-        write = lambda: _write_rdb(storage, values)  # noqa: E731
-        return write() if retrying is None else retrying("write_intermediate_values", write)
+        return retried(storage, "write_intermediate_values", lambda: _write_rdb(storage, values))
     finished: set[int] = set()
     for tid, steps in values.items():
         for step, value in sorted(steps.items()):

@@ -43,7 +43,7 @@ from svmhpo.errors import DatabaseUnavailable, first_line
 from svmhpo.hpo.config import DB_OUTAGE_LIMIT_S
 from svmhpo.interrupts import ctrl_c_pressed, noting_ctrl_c
 
-__all__ = ["Outage", "ResilientRDBStorage", "exception_chain", "watching_outages"]
+__all__ = ["Outage", "ResilientRDBStorage", "exception_chain", "retried", "watching_outages"]
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_S = 5.0
@@ -211,6 +211,14 @@ class Outage:
             if self.since is not None:
                 _outage_line(f"database back after {time.monotonic() - self.since:.1f} s: {self.shown}")
                 self.since = None
+
+
+def retried(storage: object, name: str, fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` (svmhpo's own database work on ``storage``'s engine) with the retries of
+    :meth:`ResilientRDBStorage.retrying` where ``storage`` has them (a database server), else once
+    (SQLite, which has no outages to wait for)."""
+    retrying = getattr(storage, "retrying", None)
+    return fn() if retrying is None else retrying(name, fn)
 
 
 class ResilientRDBStorage(RDBStorage):
