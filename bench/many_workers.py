@@ -5,7 +5,8 @@ pruner, heartbeats as configured by default, no warm start) gets ``--trials`` tr
 worker processes started together. Each worker is svmhpo's own (``svmhpo worker`` with the no-op
 model side of :mod:`svmhpo.testing`: the study machinery and the database are all that work)
 and also counts every SQL statement it sends (a SQLAlchemy ``before_cursor_execute`` listener)
-and times every ask and tell. The driver polls the server's connection count
+and times every ask and tell (a batch's members told together are one tell). The driver polls
+the server's connection count
 (``pg_stat_activity``) while they run, then reads the study back.
 
 Printed per worker count: trials/s, p50/p99 of an ask and of a tell, SQL round trips per
@@ -61,6 +62,7 @@ def worker(name: str, url: str, out: str) -> int:
     import sqlalchemy.event
 
     from svmhpo.cli import main
+    from svmhpo.hpo import tells
     from svmhpo.testing import install_noop_trainer
 
     statements = [0]
@@ -81,6 +83,7 @@ def worker(name: str, url: str, out: str) -> int:
 
     optuna.Study.ask = timed("ask", optuna.Study.ask)
     optuna.Study.tell = timed("tell", optuna.Study.tell)
+    tells.tell_many = timed("tell", tells.tell_many)  # the members a batch tells together: one call
     install_noop_trainer()
     code = main(["worker", "--study-name", name, "--storage", url, "--quiet"])
     Path(out).write_text(json.dumps({"statements": statements[0], **times}))

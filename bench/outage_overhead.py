@@ -52,7 +52,7 @@ def per_trial(storage: RDBStorage, trials: int) -> float:
 def main(trials: int = 100, rounds: int = 3, url: str = URL) -> dict[str, float]:
     """Each side runs ``rounds`` times, alternating; the best round of each counts."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # the same engine settings (pool_pre_ping, connect timeout) on both sides
+    # the same engine settings (connect timeout) on both sides
     kwargs = _engine_kwargs(url, parse_url(url))
     plain = RDBStorage(url, engine_kwargs=kwargs)
     resilient = ResilientRDBStorage(url, shown=mask_url(url), engine_kwargs=kwargs)

@@ -61,6 +61,14 @@ def _loaded_after(imports: str) -> list[str]:
 PRIVATE_REACHES = ("._storage", "._backend", "._study_id", "._target", "._args", ".optimize(")
 
 
+#: The reaches into Optuna's internals svmhpo makes, each in one place, each pinned by a test.
+ALLOWED_REACHES = {
+    # a trial's start written once: the study's storage stands in while its trial is sampled
+    # (TPE's constant liar writes through it); tests/hpo/test_batch_storage.py
+    "svmhpo/hpo/starts.py: ._storage",
+}
+
+
 def test_no_reach_into_optuna_internals_and_one_trial_loop() -> None:
     found = [
         f"{path.relative_to(PACKAGE.parent)}: {needle}"
@@ -68,7 +76,7 @@ def test_no_reach_into_optuna_internals_and_one_trial_loop() -> None:
         for needle in PRIVATE_REACHES
         if needle in path.read_text()
     ]
-    assert found == []
+    assert set(found) == ALLOWED_REACHES
     # a trial's storage id has no public accessor: one helper reads it
     readers = [path.name for path in sorted(PACKAGE.rglob("*.py")) if "._trial_id" in path.read_text()]
     assert readers == ["handle.py"]

@@ -56,6 +56,22 @@ class StudyHandle(optuna.Study):
         #: (:mod:`svmhpo.hpo.artifacts`).
         self.model_store = model_store_kind(storage)
 
+    #: Set while the study's last count found no WAITING trial (a batch's asks, under the budget
+    #: lock): ``ask`` then skips Optuna's read of the queue (:meth:`_pop_waiting_trial_id`).
+    queue_empty: bool = False
+
+    def _pop_waiting_trial_id(self) -> int | None:
+        """Optuna's first step of ``ask`` (take a WAITING trial), skipped while :attr:`queue_empty`.
+
+        Optuna reads every unfinished trial of the study (eight statements) to find the queue
+        empty, before every ask. A batch's asks follow a count of the study by state; when it found
+        nothing waiting, the reads are skipped, and a trial queued since (a stale trial re-queued
+        by another worker) is taken by the next batch's asks.
+        """
+        if self.queue_empty:
+            return None
+        return super()._pop_waiting_trial_id()
+
     def artifact_store(self) -> AtomicArtifactStore | ArtifactChain:
         """The study's artifact store (a folder is not created here).
 

@@ -53,21 +53,41 @@ class Heartbeats:
         self._lock = threading.Lock()
 
     def add(self, tid: int) -> None:
-        """Beat for trial ``tid`` (its storage id) from now on, starting with one beat at once.
+        """Beat for trial ``tid`` (its storage id) from now on; its first beat is already stored.
 
-        Call it as soon as a trial is asked: a RUNNING trial with no heartbeat at all is never
-        found stale, so a worker killed before its first beat would leave it running forever.
+        The first beat goes with the trial's start (:func:`svmhpo.hpo.starts.deferred`), as soon as
+        the trial is asked: a RUNNING trial with no heartbeat at all is never found stale, so a
+        worker killed before its first beat would leave it running forever (one killed before its
+        start was stored leaves an orphan, which :func:`adopt_orphans` covers).
         """
         if self.interval:
-            self.storage.record_heartbeat(tid)
             with self._lock:
                 self._ids.append(tid)
 
     def beat(self) -> None:
+        """One beat for every trial kept: one transaction on a relational storage (Optuna's
+        ``record_heartbeat`` is one per trial: K per interval for a batch of K).
+
+        A beat that fails (the database away) is skipped, as the storage's own heartbeats are
+        (:mod:`svmhpo.hpo.resilience`): the next one comes an interval later.
+        """
         with self._lock:
             ids = list(self._ids)
-        for tid in ids:
-            self.storage.record_heartbeat(tid)
+        if not ids:
+            return
+        if not isinstance(self.storage, optuna.storages.RDBStorage):
+            for tid in ids:
+                self.storage.record_heartbeat(tid)
+            return
+        from optuna.storages._rdb import models
+
+        beats = models.TrialHeartbeatModel
+        try:
+            with self.storage.engine.begin() as conn:  # the database's clock, read and stored as record_heartbeat does
+                now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar_one()
+                conn.execute(sqlalchemy.update(beats).where(beats.trial_id.in_(ids)).values(heartbeat=now))
+        except sqlalchemy.exc.SQLAlchemyError:
+            return
 
 
 @contextlib.contextmanager

@@ -4,8 +4,9 @@ Managed PostgreSQL restarts for upgrades and failovers, networks drop, idle conn
 :class:`ResilientRDBStorage` is Optuna's ``RDBStorage`` with every storage operation Optuna and
 svmhpo make (``ask``, ``report``, ``should_prune``, ``tell``, attributes, reads) retried with
 backoff while the error is a lost or refused connection, for up to ``outage_limit`` seconds
-(``[study] db_outage_limit``) counted from the start of the outage. Connections are checked
-before use (``pool_pre_ping``), so a dead pooled connection is never handed out.
+(``[study] db_outage_limit``) counted from the start of the outage. Connections idle for a
+while are checked before use (:func:`svmhpo.hpo.storage.ping_when_idle`), so a connection that
+died while idle is replaced, not handed out.
 
 - One line says when the database is lost and one when it is back (:func:`watching_outages`
   says where they go; stderr by default).
