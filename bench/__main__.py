@@ -26,6 +26,7 @@ from bench import (
     outage_overhead,
     read_table,
     study_overhead,
+    study_storage,
     warm_start,
     worker_scaling,
 )
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         "study_overhead": lambda: study_overhead.main(50 if q else 200),
         "outage_overhead": lambda: outage_overhead.main(30 if q else 100),
         "digits_study": lambda: digits_study.main(50 if q else 200, (0,) if q else (0, 1, 2)),
+        "study_storage": lambda: study_storage.main(50 if q else 200, (16,) if q else (1, 16, 64)),
         "batch_throughput": lambda: batch_throughput.main(
             "synthetic:20000x784x10" if q else "synthetic:70000x784x10", 2, (1, 8) if q else (1, 8, 32, 128)
         ),
@@ -80,6 +82,21 @@ def main(argv: list[str] | None = None) -> dict:
         ("  ... vs the optuna-examples way", "digits_study", "ratio", "<= 0.25x"),
         ("  ... one trial per fit vs the examples way", "digits_study", "ratio_one_per_fit", ""),
         ("  ... best val acc, worst gap to the examples way", "digits_study", "worst_acc_gap", ">= -0.005"),
+        ("  ... epochs trained vs one trial per fit, worst seed", "digits_study", "epochs_ratio", "<= 1.2x"),
+        (
+            "  ... best val acc, worst gap to one trial per fit",
+            "digits_study",
+            "worst_acc_gap_one_per_fit",
+            ">= -0.005",
+        ),
+        (
+            "digits study, committed transactions per trial (PostgreSQL)",
+            "study_storage",
+            "xact_commit_per_trial",
+            "<= 10",
+        ),
+        ("  ... SQL statements per trial", "study_storage", "statements_per_trial", ""),
+        ("  ... PostgreSQL vs SQLite wall time", "study_storage", "pg_vs_sqlite", "<= 1.3x"),
         ("trials/s, best K vs K = 1 (MNIST shape)", "batch_throughput", "speedup_max", ""),
         ("warm start: trials to 0.96 (median, warm)", "warm_start", "warm_median_trials", "< cold"),
         ("  ... cold", "warm_start", "cold_median_trials", ""),

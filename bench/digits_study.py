@@ -1,15 +1,20 @@
 """The product's main job, timed: ``svmhpo run --trials 200`` on digits against the optuna-examples way.
 
-Three sides per seed, each a fresh process on a fresh SQLite file, so imports, the warm start,
+Four sides per seed, each a fresh process on a fresh SQLite file, so imports, the warm start,
 the trials and the final refit are all counted:
 
+- ``svmhpo run`` with the default ``batch_trials`` (batched trials; a member pruned against the
+  finished trials and its running peers, ``[training] batch_pruning = "peers"``);
+- the same with ``batch_pruning = "finished"`` (pruned against the finished trials only);
 - ``svmhpo run`` with one trial per fit (``--batch-trials 1``);
-- ``svmhpo run`` with the default ``batch_trials`` (batched trials);
 - :mod:`bench.examples_way`: a new Trainer and DataLoader per trial, TPE, the median pruner,
   SQLite, on the same split, space and epochs.
 
+Each svmhpo side also counts the epochs its trials trained (the intermediate values stored).
+
 Targets: the batched study at ≤ 0.25× the examples way's wall time, with a best validation
-accuracy ≥ theirs − 0.005 on every seed.
+accuracy ≥ theirs − 0.005 on every seed; its epochs ≤ 1.2× those of one trial per fit, with a
+best validation accuracy ≥ that of one trial per fit − 0.005 on every seed.
 
     python -m bench.digits_study [--trials 200] [--seeds 0 1 2]
 """
@@ -27,10 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.study_storage import epochs_trained
 from svmhpo.hpo.config import TrainingConfig, bundled_config
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_RATIO, TARGET_ACC_GAP = 0.25, 0.005
+TARGET_RATIO, TARGET_ACC_GAP, TARGET_EPOCHS = 0.25, 0.005, 1.2
 
 
 def _timed(command: list[str], env: dict) -> tuple[float, str]:
@@ -39,15 +45,21 @@ def _timed(command: list[str], env: dict) -> tuple[float, str]:
     return time.perf_counter() - start, out.stdout
 
 
-def svmhpo_run(trials: int, seed: int, batch_trials: int) -> dict:
+def svmhpo_run(trials: int, seed: int, batch_trials: int, batch_pruning: str | None = None) -> dict:
     """``svmhpo run`` on the bundled digits config with ``seed``, in a fresh process and SQLite file."""
+    text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", bundled_config("digits").read_text())
+    if batch_pruning is not None:
+        text = re.sub(r"(?m)^(batch_trials = .*)$", rf'\1\nbatch_pruning = "{batch_pruning}"', text)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "digits.toml"
-        config.write_text(re.sub(r"(?m)^seed = \d+", f"seed = {seed}", bundled_config("digits").read_text()))
+        config.write_text(text)
+        url = f"sqlite:///{Path(tmp) / 'study.db'}"
         env = dict(os.environ, SVMHPO_HOME=tmp)
         env.pop("SVMHPO_STORAGE", None)
         command = [sys.executable, "-m", "svmhpo", "run", "--config", str(config), "--trials", str(trials)]
-        seconds, out = _timed([*command, "--batch-trials", str(batch_trials), "--json", "--quiet"], env)
+        command += ["--storage", url, "--batch-trials", str(batch_trials), "--json", "--quiet"]
+        seconds, out = _timed(command, env)
+        epochs = epochs_trained(url, "digits")
     summary = json.loads(out)
     return {
         "seconds": seconds,
@@ -55,6 +67,7 @@ def svmhpo_run(trials: int, seed: int, batch_trials: int) -> dict:
         "test_acc": summary["final"]["test_acc"],
         "complete": summary["trials"]["complete"],
         "pruned": summary["trials"]["pruned"],
+        "epochs": epochs,
     }
 
 
@@ -72,28 +85,43 @@ def main(trials: int = 200, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
         row = {
             "seed": seed,
             "batched": svmhpo_run(trials, seed, k),
+            "batched_finished": svmhpo_run(trials, seed, k, "finished"),
             "one_per_fit": svmhpo_run(trials, seed, 1),
             "examples": examples_way(trials, seed),
         }
+        one = row["one_per_fit"]
         row["ratio_batched"] = row["batched"]["seconds"] / row["examples"]["seconds"]
-        row["ratio_one_per_fit"] = row["one_per_fit"]["seconds"] / row["examples"]["seconds"]
+        row["ratio_one_per_fit"] = one["seconds"] / row["examples"]["seconds"]
         row["acc_gap"] = row["batched"]["best_val_acc"] - row["examples"]["best_val_acc"]
+        row["epochs_ratio"] = row["batched"]["epochs"] / one["epochs"]
+        row["epochs_ratio_finished"] = row["batched_finished"]["epochs"] / one["epochs"]
+        row["acc_gap_one_per_fit"] = row["batched"]["best_val_acc"] - one["best_val_acc"]
         runs.append(row)
+        sides = [("batched", f"K={k} peers"), ("batched_finished", f"K={k} finished"), ("one_per_fit", "K=1")]
+        text = " | ".join(
+            f"{label} {row[side]['seconds']:.1f} s, {row[side]['epochs']} epochs, val {row[side]['best_val_acc']:.4f},"
+            f" test {row[side]['test_acc']:.4f}"
+            for side, label in sides
+        )
         print(
-            f"seed {seed}: batched (K={k}) {row['batched']['seconds']:.1f} s, val {row['batched']['best_val_acc']:.4f}"
-            f" | one per fit {row['one_per_fit']['seconds']:.1f} s, val {row['one_per_fit']['best_val_acc']:.4f}"
-            f" | examples way {row['examples']['seconds']:.1f} s, val {row['examples']['best_val_acc']:.4f}"
-            f" | ratios {row['ratio_batched']:.2f} / {row['ratio_one_per_fit']:.2f}",
+            f"seed {seed}: {text} | examples way {row['examples']['seconds']:.1f} s,"
+            f" val {row['examples']['best_val_acc']:.4f} | time ratios {row['ratio_batched']:.2f} /"
+            f" {row['ratio_one_per_fit']:.2f}, epochs vs K=1 {row['epochs_ratio']:.2f} (finished:"
+            f" {row['epochs_ratio_finished']:.2f})",
             flush=True,
         )
     result = {
         "batch_trials": k,
         "seconds": statistics.median(r["batched"]["seconds"] for r in runs),
+        "seconds_finished": statistics.median(r["batched_finished"]["seconds"] for r in runs),
         "seconds_one_per_fit": statistics.median(r["one_per_fit"]["seconds"] for r in runs),
         "seconds_examples": statistics.median(r["examples"]["seconds"] for r in runs),
         "ratio": statistics.median(r["ratio_batched"] for r in runs),
         "ratio_one_per_fit": statistics.median(r["ratio_one_per_fit"] for r in runs),
         "worst_acc_gap": min(r["acc_gap"] for r in runs),
+        "epochs_ratio": max(r["epochs_ratio"] for r in runs),
+        "epochs_ratio_finished": max(r["epochs_ratio_finished"] for r in runs),
+        "worst_acc_gap_one_per_fit": min(r["acc_gap_one_per_fit"] for r in runs),
         "runs": runs,
     }
     print(
@@ -101,6 +129,12 @@ def main(trials: int = 200, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
         f"= {result['ratio']:.2f}x the examples way ({result['seconds_examples']:.1f} s; target <= {TARGET_RATIO}x); "
         f"one trial per fit {result['seconds_one_per_fit']:.1f} s = {result['ratio_one_per_fit']:.2f}x; "
         f"worst best-val-acc gap {result['worst_acc_gap']:+.4f} (target >= -{TARGET_ACC_GAP})"
+    )
+    print(
+        f"epochs trained, batched vs one trial per fit, worst of {len(seeds)} seeds: {result['epochs_ratio']:.2f}x"
+        f" (target <= {TARGET_EPOCHS}x; pruned against finished trials only: {result['epochs_ratio_finished']:.2f}x);"
+        f" worst best-val-acc gap to one trial per fit {result['worst_acc_gap_one_per_fit']:+.4f}"
+        f" (target >= -{TARGET_ACC_GAP})"
     )
     return result
 

@@ -357,6 +357,7 @@ def study_config(tmp_path: Path):
         grace: int = 30,
         sampler: str = "tpe",
         batch_trials: int | None = None,
+        batch_pruning: str | None = None,
         extra: str = "",
     ) -> Path:
         name = name or f"t-{uuid.uuid4().hex[:8]}"
@@ -379,6 +380,7 @@ def study_config(tmp_path: Path):
             epochs = {epochs}
             batch_size = 64
             {"" if batch_trials is None else f"batch_trials = {batch_trials}"}
+            {"" if batch_pruning is None else f'batch_pruning = "{batch_pruning}"'}
 
             [warm_start]
             enabled = {str(warm).lower()}
@@ -397,7 +399,11 @@ def study_config(tmp_path: Path):
 # --- a small finished study for the report and browser tests -----------------------------------
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> tuple[str, str]:
-    """A real 8-trial digits study with warm start, finalized, in a SQLite file."""
+    """A real 8-trial digits study with warm start, finalized, in a SQLite file.
+
+    Its 8 trials are one batch, pruned against finished trials only, so all of them complete:
+    the report's panels (importances, contours) need complete trials.
+    """
     from filelock import FileLock
 
     from svmhpo.hpo.config import load_config
@@ -410,7 +416,8 @@ def small_study(tmp_path_factory) -> tuple[str, str]:
             shared.mkdir(exist_ok=True)
             config_path = shared / "r.toml"
             config_path.write_text(
-                '[study]\nname = "r"\ntrials = 8\n[training]\nepochs = 4\n[warm_start]\nnum_training = 30\n'
+                '[study]\nname = "r"\ntrials = 8\n[training]\nepochs = 4\nbatch_pruning = "finished"\n'
+                "[warm_start]\nnum_training = 30\n"
                 "[baseline]\nC = [0.1]\n"
             )
             run_study(load_config(config_path), f"sqlite:///{shared / 'r.db'}")

@@ -54,6 +54,7 @@ __all__ = [
 
 Sampler = Literal["tpe", "random", "qmc", "gp"]
 Pruner = Literal["median", "hyperband", "none"]
+BatchPruning = Literal["peers", "finished"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 PRUNERS: tuple[str, ...] = get_args(Pruner)
 
@@ -152,12 +153,19 @@ class TrainingConfig(FitSettings):
         le=65_536,
         description="trials trained side by side as one batched fit; 1 trains one trial per fit",
     )
+    batch_pruning: BatchPruning = Field(
+        "peers",
+        description=(
+            "what a batch member is pruned against: peers (the finished trials and the batch's other "
+            "members at the same epoch) or finished (the finished trials only, as one trial per fit)"
+        ),
+    )
 
 
 #: Settings that a run or worker may change for itself without changing the study (its identity
-#: is the rest of the config): ``[study] trials``, the budget, ``[study] db_outage_limit`` and
-#: ``[training] batch_trials``.
-PER_RUN = ("trials", "db_outage_limit", "training.batch_trials")
+#: is the rest of the config): ``[study] trials``, the budget, ``[study] db_outage_limit``,
+#: ``[training] batch_trials`` and ``[training] batch_pruning``.
+PER_RUN = ("trials", "db_outage_limit", "training.batch_trials", "training.batch_pruning")
 #: Seconds a database outage is waited out by default (``[study] db_outage_limit``).
 DB_OUTAGE_LIMIT_S = 120.0
 
@@ -356,5 +364,6 @@ def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[s
 def study_identity(raw: dict[str, Any]) -> dict[str, Any]:
     """A config's JSON form without :data:`PER_RUN` settings: what must match to continue a study."""
     identity = {k: v for k, v in raw.items() if k not in ("trials", "db_outage_limit")}
-    identity["training"] = {k: v for k, v in raw.get("training", {}).items() if k != "batch_trials"}
+    per_run = {key.removeprefix("training.") for key in PER_RUN if key.startswith("training.")}
+    identity["training"] = {k: v for k, v in raw.get("training", {}).items() if k not in per_run}
     return identity

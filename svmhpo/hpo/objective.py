@@ -12,6 +12,7 @@ torch or Lightning.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import time
 import warnings
@@ -31,7 +32,7 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.liveness import budget_lock
 from svmhpo.hpo.reports import ReportBuffer
-from svmhpo.hpo.space import suggest
+from svmhpo.hpo.space import SnapshotPruner, suggest
 from svmhpo.hpo.storage import MAX_RETRY
 from svmhpo.hpo.studies import count_trials
 from svmhpo.interrupts import Terminated, ctrl_c_deferred
@@ -76,11 +77,18 @@ class MemberPruning:
     """
 
     def __init__(
-        self, study: StudyHandle, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
+        self,
+        study: StudyHandle,
+        members: list[Member],
+        on_told: Callable[[FrozenTrial], None] | None = None,
+        *,
+        peers: bool = False,
     ) -> None:
         self.study = study
         self.members = members
         self.on_told = on_told
+        #: Whether the members still training are evidence for each other (``batch_pruning = "peers"``).
+        self.peers = peers and len(members) > 1
         self.told: dict[int, FrozenTrial] = {}
         #: Each member's reported values by epoch, the evidence its pruning decisions read.
         self.curves: dict[int, dict[int, float]] = {}
@@ -133,7 +141,9 @@ class MemberPruning:
             if step not in curve:  # a step keeps its first value, as trial.report does
                 curve[step] = float(value)
                 self.reports.add(self._ids[member], step, value)
-        pruned = [member for member in values if self.should_prune(member)]
+        # every member is decided on the same evidence: the peers as they stand at this epoch
+        peers = self._peers(values, step) if self.peers else {}
+        pruned = [member for member in values if self.should_prune(member, peers)]
         # members failed as stale by another process (after a long outage) are found when written
         if pruned:
             gone = self.reports.flush([self._ids[m] for m in pruned])
@@ -148,10 +158,16 @@ class MemberPruning:
             for member in taken:
                 self.tell(member, TrialState.FAIL)  # already finished: reads it back as it is
 
-    def should_prune(self, member: int) -> bool:
+    def should_prune(self, member: int, peers: Mapping[int, FrozenTrial] | None = None) -> bool:
         """The study pruner's answer for ``member`` on its curve so far: ``Trial.should_prune``'s
         question (the trial as it stands, its system attributes read only if the pruner asks),
-        without reading the trial back."""
+        without reading the trial back.
+
+        ``peers`` (from :meth:`_peers`) are the batch's members still training, as trials
+        completed at this epoch; the median pruner counts all but ``member`` itself beside the
+        finished trials. Other pruners see the study as ``Trial.should_prune`` shows it
+        (Hyperband's brackets already compare a trial with the running trials at its rung).
+        """
         trial = self.members[member].trial
         frozen = FrozenTrial(
             number=trial.number,
@@ -166,7 +182,43 @@ class MemberPruning:
             intermediate_values=dict(self.curves.get(member, {})),
             trial_id=self._ids[member],
         )
-        return self.study.pruner.prune(self.study, frozen)
+        pruner = self.study.pruner
+        if isinstance(pruner, SnapshotPruner):
+            evidence = [p for m, p in (peers or {}).items() if m != member]
+            batch = (m.trial.number for m in self.members)
+            return pruner.prune_member(self.study, frozen, batch, evidence)
+        return pruner.prune(self.study, frozen)
+
+    def _peers(self, values: Mapping[int, float], step: int) -> dict[int, FrozenTrial]:
+        """The members that validated at ``step`` (those still training), each as a trial that
+        completed with its curve so far: the evidence they give their peers at this epoch.
+
+        A member pruned earlier is not among them, as a pruned trial is not among the finished
+        trials the median pruner reads: the rule is the median stopping rule's (Golovin et al.,
+        Google Vizier, 2017: stop a trial whose best value so far is below the median of the
+        other trials' values at the same step) with running peers counted as if they had
+        finished, those that a one-trial-per-fit study would likely have seen finish (which
+        count is :meth:`~svmhpo.hpo.space.SnapshotPruner.prune_member`'s).
+        """
+        now = datetime.datetime.now()
+        peers = {}
+        for member in values:
+            curve = self.curves[member]
+            trial = self.members[member].trial
+            peers[member] = FrozenTrial(
+                number=trial.number,
+                state=TrialState.COMPLETE,
+                value=curve[step],
+                datetime_start=trial.datetime_start,
+                datetime_complete=now,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={},
+                system_attrs={},
+                intermediate_values=dict(curve),
+                trial_id=self._ids[member],
+            )
+        return peers
 
 
 class _SystemAttrs(Mapping):
@@ -279,7 +331,7 @@ class BatchObjective:
         by_batch_size = itertools.groupby(sorted(members, key=lambda m: m.batch_size), key=lambda m: m.batch_size)
         for batch_size, group in by_batch_size:
             group = list(group)
-            pruning = MemberPruning(study, group, on_told)
+            pruning = MemberPruning(study, group, on_told, peers=self.config.training.batch_pruning == "peers")
             try:
                 module, _ = self.fit_fn(
                     [m.params for m in group],

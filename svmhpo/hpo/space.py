@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -166,11 +168,13 @@ class SnapshotPruner(optuna.pruners.BasePruner):
 
     Optuna's median pruner re-reads every completed trial from the storage at each
     ``should_prune``; on SQLite that was half of the study's per-trial overhead. This pruner
-    reads them when a trial it has not seen asks first, and answers later checks from that
-    read. Within one process no trial completes while a trial (or a batch of trials, which are
-    all seen at their first epoch and complete together at the end) runs, so the read is exact;
-    with several workers it can miss completions for at most one trial's or batch's duration,
-    which moves a median little.
+    reads them when a trial (or a batch of trials: :meth:`prune_member`) it has not seen asks
+    first, and answers later checks from that read. Within one process no trial completes while
+    a trial or a batch runs, so the read is exact; with several workers it can miss completions
+    for at most one trial's or batch's duration, which moves a median little.
+
+    A batch member is pruned against the finished trials and its running peers
+    (:meth:`prune_member`, ``[training] batch_pruning = "peers"``), with Optuna's pruner.
     """
 
     def __init__(self, inner: optuna.pruners.BasePruner) -> None:
@@ -180,12 +184,47 @@ class SnapshotPruner(optuna.pruners.BasePruner):
         self._completed: list[FrozenTrial] = []
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return self.prune_member(study, trial, (trial.number,))
+
+    def prune_member(
+        self, study: optuna.Study, trial: FrozenTrial, batch: Iterable[int], peers: Sequence[FrozenTrial] = ()
+    ) -> bool:
+        """:meth:`prune` for a member of a batch of trials (their ``batch`` numbers): the completed
+        trials are read once for the whole batch, and ``peers`` (the other members, as trials
+        completed at the step being decided) join them as the pruner's evidence."""
         if study.study_name != self._study:
             self._study, self._seen = study.study_name, set()
         if trial.number not in self._seen:
             self._completed = study.get_trials(deepcopy=False, states=_COMPLETE)
+            self._seen.update(batch)
             self._seen.add(trial.number)
-        return self._inner.prune(_CompletedView(study, self._completed), trial)  # type: ignore[arg-type]
+        evidence = [*self._completed, *self._counted(study, trial.last_step, peers)] if peers else self._completed
+        return bool(self._inner.prune(_CompletedView(study, evidence), trial))  # type: ignore[arg-type]
+
+    def _counted(self, study: optuna.Study, step: int | None, peers: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        """The peers that count as evidence at ``step``: those whose best value so far is at least
+        the finished trials' percentile at ``step`` (all of them while no finished trial has a
+        value there).
+
+        A running peer stands for a trial that a one-trial-per-fit study would have seen finish.
+        One doing worse than the finished trials would likely have been pruned before it finished,
+        and would not be among them: counted, such peers would pull the median down and prune
+        less than one trial per fit does (measured: more epochs than without peers on one seed).
+        """
+        if step is None:
+            return []
+        values = [t.intermediate_values[step] for t in self._completed if step in t.intermediate_values]
+        if not values:
+            return list(peers)
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        percentile = float(getattr(self._inner, "_percentile", 50.0))
+        bar = float(np.nanpercentile(np.array(values, dtype=float), 100 - percentile if maximize else percentile))
+        counted = []
+        for peer in peers:
+            curve = [v for s, v in peer.intermediate_values.items() if s <= step and not np.isnan(v)]
+            if curve and (max(curve) >= bar if maximize else min(curve) <= bar):
+                counted.append(peer)
+        return counted
 
 
 _COMPLETE = (TrialState.COMPLETE,)
