@@ -49,6 +49,7 @@ def svmhpo_run(trials: int, seed: int, batch_trials: int, batch_pruning: str | N
     """``svmhpo run`` on the bundled digits config with ``seed``, in a fresh process and SQLite file."""
     text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", bundled_config("digits").read_text())
     if batch_pruning is not None:
+        text = re.sub(r"(?m)^batch_pruning = .*\n", "", text)
         text = re.sub(r"(?m)^(batch_trials = .*)$", rf'\1\nbatch_pruning = "{batch_pruning}"', text)
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "digits.toml"
