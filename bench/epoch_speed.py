@@ -13,6 +13,7 @@ sklearn on CPU.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -68,5 +69,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="synthetic:70000x784x10")
     parser.add_argument("--device")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     a = parser.parse_args()
-    main(a.data, a.device)
+    figures = main(a.data, a.device)
+    if a.json:
+        print(json.dumps(figures))
