@@ -203,13 +203,14 @@ def _print_summary(result: dict, as_json: bool) -> None:
         print(json.dumps(result, indent=2, default=str))
         return
     t = result["trials"]
+    running = f", {t['running']} running" if t.get("running") else ""
     print(
-        f"study {result['study']}: {t['complete']} complete, {t['pruned']} pruned, {t['failed']} failed "
+        f"study {result['study']}: {t['complete']} complete, {t['pruned']} pruned, {t['failed']} failed{running} "
         f"(budget {result['budget']})"
     )
     best = result["best"]
     if best is None:
-        print("no trial completed yet")
+        print("no trial completed yet" + (f" ({t['running']} running)" if t.get("running") else ""))
         return
     from svmhpo.view.tables import params_text
 
@@ -300,8 +301,7 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
         )
     finally:
         progress.close()
-    if not args.quiet:
-        _print_summary(result, as_json=False)
+    _print_summary(result, as_json=False)  # the result, as `run --quiet` prints it: --quiet drops the progress
     return ExitStatus.OK
 
 
@@ -339,7 +339,7 @@ def _cmd_delete(args: argparse.Namespace) -> ExitStatus:
 def _cmd_best(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import best_summary
 
-    _print_summary(best_summary(args.study_name, args.storage), args.json)
+    _print_summary(best_summary(args.study_name, args.storage), args.json or args.format == "json")
     return ExitStatus.OK
 
 
@@ -362,10 +362,34 @@ def _cmd_dashboard(args: argparse.Namespace) -> ExitStatus:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error in one line (naming the option and pointing at ``--help``)."""
+    """argparse, with a usage error in one line (naming the option and pointing at ``--help``, with
+    the closest option for a mistyped one)."""
+
+    #: The arguments being parsed (``None``: ``sys.argv``), for the suggestion.
+    argv: list[str] | None = None
 
     def error(self, message: str):  # type: ignore[override]
+        if message.startswith("unrecognized arguments: "):
+            message += self._did_you_mean(message.removeprefix("unrecognized arguments: ").split())
         self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def _did_you_mean(self, unknown: list[str]) -> str:
+        """``"; did you mean --trials?"`` for the first unknown option close to one this command takes."""
+        import difflib
+
+        argv = sys.argv[1:] if self.argv is None else self.argv
+        command = next((a for a in argv if not a.startswith("-")), None)
+        parsers = [self]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                parsers.append(action.choices[command])
+        known = [o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")]
+        for word in unknown:
+            if word.startswith("--"):
+                close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
 
 
 STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
@@ -509,7 +533,7 @@ def _parser() -> argparse.ArgumentParser:
     # accepted and ignored: older scripts passed it to give each worker its own sampler seed,
     # which every trial now gets from its number (svmhpo.hpo.space.make_sampler)
     worker.add_argument("--worker-index", type=_checked(int, 0, True), help=argparse.SUPPRESS)
-    _output_options(worker, "no progress output and no summary")
+    _output_options(worker, "no progress output")
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")
     studies.add_argument("--storage", help=STORAGE_HELP)
@@ -519,7 +543,7 @@ def _parser() -> argparse.ArgumentParser:
     studies.add_argument("--json", action="store_true", help="the same as -f json")
 
     trials = command("trials", _cmd_trials, "list a study's trials: state, value, epochs run, parameters, worker")
-    trials.add_argument("--study-name", required=True, help="the study")
+    trials.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     trials.add_argument("--storage", help=STORAGE_HELP)
     trials.add_argument("-f", "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)")
 
@@ -531,7 +555,10 @@ def _parser() -> argparse.ArgumentParser:
     best = command("best", _cmd_best, "the best trial, its test result and the LinearSVC baseline")
     best.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     best.add_argument("--storage", help=STORAGE_HELP)
-    best.add_argument("--json", action="store_true", help="print the result as JSON")
+    best.add_argument(
+        "-f", "--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)"
+    )
+    best.add_argument("--json", action="store_true", help="the same as -f json")
 
     report = command("report", _cmd_report, "write a self-contained HTML report of a study")
     report.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
@@ -588,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
     try:
+        parser.argv = None if argv is None else list(argv)
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help or --version (0), or a usage error (2)
         return ExitStatus.OK if exc.code in (0, None) else ExitStatus.USAGE

@@ -149,8 +149,18 @@ def test_studies_and_trials_in_every_format_and_delete(tmp_path, capsys: pytest.
     subprocess.run([sys.executable, "-m", "svmhpo.testing", *command], check=True, env=env, capture_output=True)
     assert main(["studies", "--storage", url]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["study", "complete", "pruned", "failed", "budget", "best_val_acc", "test_acc"]
-    name, complete, pruned, failed, budget = table[2].split()[:5]
+    assert table[0].split() == [
+        "study",
+        "complete",
+        "pruned",
+        "failed",
+        "running",
+        "budget",
+        "best_val_acc",
+        "test_acc",
+    ]
+    name, complete, pruned, failed, running, budget = table[2].split()[:6]
+    assert running == "0"
     assert (name, int(complete) + int(pruned), failed, budget) == ("fmt", 6, "0", "6")  # one batch, peers pruned
     parsers = {"json": json.loads, "yaml": yaml.safe_load, "csv": lambda t: list(csv.DictReader(io.StringIO(t)))}
     for fmt, parse in parsers.items():
@@ -241,3 +251,38 @@ def test_every_bad_option_value_and_odd_name_is_one_line_and_leaves_the_study_in
         assert len(err) == 1 and err[0].startswith("svmhpo: error: ") and "no study named" in err[0], (argv, err)
     assert main(["trials", "--study-name", "walk", "--storage", url, "-f", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 4  # the study is intact
+
+
+def test_a_mistyped_option_or_config_key_gets_a_suggestion(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--trails", "5"]) == 2
+    assert "unrecognized arguments: --trails 5; did you mean --trials?" in capsys.readouterr().err
+    assert main(["worker", "--study-name", "x", "--batch-trails", "4"]) == 2
+    assert "did you mean --batch-trials?" in capsys.readouterr().err
+    assert main(["run", "--zzzz"]) == 2
+    assert "did you mean" not in capsys.readouterr().err  # nothing close: no guess
+    config = tmp_path / "typo.toml"
+    config.write_text('[study]\ntrails = 5\n[data]\nsorce = "digits"\n')
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown key 'trails'; did you mean 'trials'?" in err or "unknown key 'sorce'; did you mean 'source'?" in err
+
+
+def test_best_and_trials_read_like_studies(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``best -f json`` as ``studies -f json``; ``trials`` defaults to the digits study as ``best`` does;
+    running trials are counted where a study is summed up."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'views.db'}"
+    env = dict(__import__("os").environ, SVMHPO_HOME=str(tmp_path))
+    command = ["run", "--trials", "4", "--storage", url, "--quiet", "--no-warm-start"]
+    subprocess.run([sys.executable, "-m", "svmhpo.testing", *command], check=True, env=env, capture_output=True)
+    assert main(["best", "--storage", url, "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["study"] == "digits"
+    assert main(["trials", "--storage", url, "-f", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    study = optuna.load_study(study_name="digits", storage=url)
+    study.ask(), study.ask()  # two trials running elsewhere
+    assert main(["best", "--storage", url]) == 0
+    assert ", 2 running (budget 4)" in capsys.readouterr().out.splitlines()[0]
+    assert main(["studies", "--storage", url, "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["running"] == 2

@@ -34,8 +34,16 @@ def test_lines_come_at_an_interval_with_a_rate_from_the_trials_alone() -> None:
     lines = out.getvalue().splitlines()
     assert lines == [
         "trials 10/40: 10 complete, pruned 0, failed 0, best val_acc 0.9000; 1.00 trials/s, ETA 0:30",
-        "trials 40/40: 40 complete, pruned 0, failed 0, best val_acc 0.9000; 1.33 trials/s, ETA 0:00",
+        "trials 40/40: 40 complete, pruned 0, failed 0, best val_acc 0.9000; 1.33 trials/s, done",
     ]
+
+
+def test_a_finished_study_run_again_prints_no_rate_and_no_eta() -> None:
+    out = io.StringIO()
+    progress = StudyProgress(40, stream=out, mode="lines", interval=5, clock=lambda: 0.0)
+    progress(_counts(40))
+    progress.close()
+    assert out.getvalue() == ""
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -59,7 +67,7 @@ def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, stud
     counts = [i for i, line in enumerate(lines) if line.startswith("trials 40/40: ")]
     refit = lines.index("refit: the best trial on train+validation, scored once on test; LinearSVC baseline")
     assert counts and counts[0] < refit
-    # a worker on the same study, once its budget is raised, says the same kind of thing
+    # a worker on the finished study says that nothing is left
     assert subprocess.run(
         [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--trials", "40", "--quiet"],
         capture_output=True, text=True, timeout=300, env=_env(tmp_path),
@@ -72,7 +80,9 @@ def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, stud
     # the no-op side reads no data, and says so
     data, trials = worker.stderr.splitlines()[:2]
     assert data.startswith("data digits (not loaded: no-op trainer): 0 train")
-    assert trials.startswith("trials: 40 of 40 finished; running the rest, 16 per batched")
+    assert trials == "trials: 40 of 40 finished; nothing left to run"  # no rate, no ETA
+    assert not [line for line in worker.stderr.splitlines() if "ETA" in line]
+    assert worker.stdout.startswith("study piped: ")  # its summary, as `run` prints it
 
 
 def test_a_terminal_shows_a_bar_with_the_phases_above_it(tmp_path: Path, study_config, terminal) -> None:

@@ -14,6 +14,7 @@ becomes one line that names the file and the key, e.g.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -254,12 +255,27 @@ def _where(loc: tuple, path: str) -> str:
     return f"{path}: [{section}]" + (f" {keys[0]}" if keys else "")
 
 
+def _keys(section_where: str) -> list[str]:
+    """The keys the section named at the end of ``section_where`` (``path: [data]``) takes."""
+    section = section_where.rpartition("[")[2].rstrip("]")
+    if section == "study":
+        return [name for name in StudyConfig.model_fields if name not in _SECTIONS]
+    model = StudyConfig.model_fields[section].annotation if section in _SECTIONS else None
+    return list(getattr(model, "model_fields", {}))
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    """``"; did you mean 'trials'?"`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _message(error: dict, path: str) -> str:
     where = _where(error["loc"], path)
     kind = error["type"]
     if kind == "extra_forbidden":
         section_where, _, key = where.rpartition(" ")
-        return f"{section_where} unknown key {key!r}"
+        return f"{section_where} unknown key {key!r}" + _did_you_mean(key, _keys(section_where))
     text = error["msg"].removeprefix("Value error, ")
     text = text[0].lower() + text[1:]
     if kind != "value_error":

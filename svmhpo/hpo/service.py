@@ -75,6 +75,8 @@ def _trials_line(study: StudyHandle, config: StudyConfig, workers: str) -> str:
     counts = count_trials(study)
     k = config.training.batch_trials
     per = "one per fit" if k == 1 else f"{k} per batched fit"
+    if counts.finished >= config.trials:
+        return f"trials: {counts.finished} of {config.trials} finished; nothing left to run"
     return f"trials: {counts.finished} of {config.trials} finished; running the rest, {per}, {workers}"
 
 

@@ -35,6 +35,7 @@ def list_studies(url: str | None = None) -> list[dict[str, Any]]:
                 "complete": counts.complete,
                 "pruned": counts.pruned,
                 "failed": counts.failed,
+                "running": counts.running,
                 "budget": records.budget(s.user_attrs),
                 "best_val_acc": counts.best,
                 "test_acc": (records.final(s.user_attrs) or {}).get("test_acc"),

@@ -121,10 +121,13 @@ class StudyProgress:
         elapsed = now - start_time
         rate = (counts.finished - start_finished) / elapsed if elapsed > 0 else 0.0
         left = max(0, self.budget - counts.finished)
+        if left == 0 and counts.finished == start_finished:  # a finished study run again: nothing ran
+            self._last_line, self._printed = now, counts
+            return
         eta = _duration(left / rate) if rate > 0 else "?"
+        pace = f"{rate:.2f} trials/s, ETA {eta}" if left else f"{rate:.2f} trials/s, done"
         print(
-            f"trials {counts.finished}/{self.budget}: {counts.complete} complete, {self._postfix(counts)}; "
-            f"{rate:.2f} trials/s, ETA {eta}",
+            f"trials {counts.finished}/{self.budget}: {counts.complete} complete, {self._postfix(counts)}; {pace}",
             file=self.stream,
             flush=True,
         )
