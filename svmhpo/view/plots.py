@@ -20,6 +20,9 @@ from optuna.trial import TrialState
 from svmhpo.hpo import records
 from svmhpo.hpo.publish import lr_finder_figure, results_rows
 
+#: What the axes and notes call the value being tuned (Optuna's plots say "Objective Value").
+TARGET = f"validation accuracy ({records.METRIC})"
+
 __all__ = ["Panel", "results_table_html", "study_panels"]
 
 
@@ -48,7 +51,7 @@ def results_table_html(study: optuna.Study) -> str:
 def _importance(evaluator_name: str) -> Callable[[optuna.Study], go.Figure]:
     def draw(study: optuna.Study) -> go.Figure:
         evaluator = FanovaImportanceEvaluator(seed=0) if evaluator_name == "fanova" else PedAnovaImportanceEvaluator()
-        fig = optuna.visualization.plot_param_importances(study, evaluator=evaluator)
+        fig = optuna.visualization.plot_param_importances(study, evaluator=evaluator, target_name=TARGET)
         fig.update_layout(title=f"Hyperparameter importances ({evaluator_name})")
         return fig
 
@@ -66,15 +69,20 @@ def _requires(study: optuna.Study, *, complete: int = 0, params: tuple[str, ...]
     return None
 
 
-def _importance_note(study: optuna.Study) -> str:
+def _importance_note(study: optuna.Study, title: str) -> str:
     trials = study.get_trials(deepcopy=False)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    return (
-        f"Computed on the {complete} complete trials of {len(trials)} (pruned and failed trials do not count). "
-        "fANOVA fits a random forest to their values and gives each parameter's share of the variance; "
-        "PED-ANOVA compares each parameter's distribution among the best trials with all of them. "
-        "With few complete trials, or when one parameter decides which trials complete at all, the two "
-        "can disagree sharply: read them as two views of the same few trials, not as a measurement."
+    basis = f"Computed on the {complete} complete trials of {len(trials)} (pruned and failed trials do not count). "
+    if "fANOVA" in title:
+        return basis + (
+            f"fANOVA fits a random forest to their {TARGET} and gives each parameter the share of its variance "
+            "that the parameter explains alone: a parameter that matters only together with another scores low."
+        )
+    return basis + (
+        "PED-ANOVA compares where each parameter's values lie among the best trials (the top tenth by "
+        f"{TARGET}) with where they lie among all of them: a parameter the best trials agree on scores high. "
+        "With few complete trials, or when one parameter decides which trials complete at all, it can "
+        "disagree sharply with fANOVA above: two views of the same few trials, not a measurement."
     )
 
 
@@ -86,19 +94,27 @@ def study_panels(study: optuna.Study) -> list[Panel]:
     """
     vis = optuna.visualization
     specs: list[tuple[str, Callable[[optuna.Study], go.Figure], str | None]] = [
-        ("Optimization history", vis.plot_optimization_history, _requires(study, complete=1)),
+        (
+            "Optimization history",
+            lambda s: vis.plot_optimization_history(s, target_name=TARGET),
+            _requires(study, complete=1),
+        ),
         ("Importances (fANOVA)", _importance("fanova"), _requires(study, complete=2)),
         ("Importances (PED-ANOVA)", _importance("ped-anova"), _requires(study, complete=2)),
-        ("Parallel coordinates", vis.plot_parallel_coordinate, _requires(study, complete=1)),
-        ("Slices", vis.plot_slice, _requires(study, complete=1)),
+        (
+            "Parallel coordinates",
+            lambda s: vis.plot_parallel_coordinate(s, target_name=TARGET),
+            _requires(study, complete=1),
+        ),
+        ("Slices", lambda s: vis.plot_slice(s, target_name=TARGET), _requires(study, complete=1)),
         (
             "Contour of lr × weight_decay",
-            lambda s: vis.plot_contour(s, params=["lr", "weight_decay"]),
+            lambda s: vis.plot_contour(s, params=["lr", "weight_decay"], target_name=TARGET),
             _requires(study, complete=2, params=("lr", "weight_decay")),
         ),
         (
             "Learning curves (intermediate val_acc; pruned trials included)",
-            vis.plot_intermediate_values,
+            lambda s: vis.plot_intermediate_values(s).update_yaxes(title_text=f"{TARGET} at the epoch"),
             None
             if any(t.intermediate_values for t in study.get_trials(deepcopy=False))
             else "no trial reported a value",
@@ -112,7 +128,7 @@ def study_panels(study: optuna.Study) -> list[Panel]:
         try:
             figure = draw(study)
             figure.update_layout(width=None, autosize=True)
-            note = _importance_note(study) if title.startswith("Importances") else None
+            note = _importance_note(study, title) if title.startswith("Importances") else None
             panels.append(Panel(title, figure=figure, note=note))
         except Exception as exc:  # one failing plot must not lose the others
             panels.append(Panel(title, reason=f"{exc.__class__.__name__}: {exc}".splitlines()[0]))

@@ -108,3 +108,22 @@ def test_figures_fit_the_page_and_importances_say_what_they_rest_on(small_study:
     complete = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
     for title in ("Importances (fANOVA)", "Importances (PED-ANOVA)"):
         assert f"Computed on the {complete} complete trials of {len(study.trials)}" in panels[title].note
+
+
+def test_axes_name_the_metric_and_each_importance_says_its_own_method(small_study: tuple[str, str]) -> None:
+    from svmhpo.view.plots import TARGET, study_panels
+
+    url, name = small_study
+    panels = {p.title: p for p in study_panels(read_study(name, url))}
+    history = panels["Optimization history"].figure
+    assert history.layout.yaxis.title.text == TARGET == "validation accuracy (val_acc)"
+    assert panels["Slices"].figure.layout.yaxis.title.text == TARGET
+    assert (
+        TARGET
+        in panels["Learning curves (intermediate val_acc; pruned trials included)"].figure.layout.yaxis.title.text
+    )
+    notes = [panels[t].note for t in ("Importances (fANOVA)", "Importances (PED-ANOVA)")]
+    assert notes[0] != notes[1]
+    assert "random forest" in notes[0] and "random forest" not in notes[1]
+    assert "best trials" in notes[1]
+    assert "Objective Value" not in str([p.figure.to_dict() for p in panels.values() if p.figure is not None])
