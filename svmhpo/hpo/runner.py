@@ -80,12 +80,24 @@ def run_trials(
             adopt_orphans(study, config.grace_period, adopted)
             time.sleep(poll)
             continue
-        with heartbeats(study) as beats:  # ask recounts before each trial, under the budget lock
+        with heartbeats(study) as beats:  # ask recounts, under the budget lock
             members = objective.ask(study, min(objective.batch_trials, left), on_ask=beats.add)
             if not members:  # another process took the rest of the budget since the count above
                 continue
+            moving = Counts(counts.complete, counts.pruned, counts.failed, counts.running + len(members),
+                            counts.waiting, counts.best)  # fmt: skip
+
+            def told_one(trial: FrozenTrial) -> None:
+                """Progress moves as each member finishes (a pruned member mid-batch), not per batch."""
+                nonlocal moving
+                moving = moving.after(trial)
+                if on_counts is not None:
+                    on_counts(moving)
+                if on_finished is not None:
+                    on_finished(trial)
+
             with objective.failing_untold(study, members):
-                told = objective.run(study, members, on_told=on_finished)
+                told = objective.run(study, members, on_told=told_one)
         for trial in told:
             if trial.state == TrialState.FAIL and records.fail_reason(trial) is None:
                 continue  # failed as stale by another process after a long outage: not this batch's failure

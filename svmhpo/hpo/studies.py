@@ -73,6 +73,22 @@ class Counts:
     def finished(self) -> int:
         return self.complete + self.pruned
 
+    def after(self, trial: optuna.trial.FrozenTrial) -> Counts:
+        """These counts once ``trial``, counted as running, has finished (no storage read): how
+        progress moves member by member while a batch trains."""
+        state = trial.state
+        best = self.best
+        if state == TrialState.COMPLETE and trial.value is not None and (best is None or trial.value > best):
+            best = trial.value
+        return Counts(
+            self.complete + (state == TrialState.COMPLETE),
+            self.pruned + (state == TrialState.PRUNED),
+            self.failed + (state == TrialState.FAIL),
+            max(0, self.running - 1),
+            self.waiting,
+            best,
+        )
+
 
 def count_trials(study: optuna.Study) -> Counts:
     """Count the study's trials by state (one storage read)."""

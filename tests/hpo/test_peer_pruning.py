@@ -138,3 +138,17 @@ def test_batch_pruning_is_a_per_run_setting(tmp_path: Path, study_config) -> Non
     start_study(first, url)
     again = load_config(study_config("per-run", trials=8, warm=False, batch_pruning="finished"))
     assert start_study(again, url).study_name == "per-run"
+
+
+def test_progress_moves_member_by_member_not_batch_by_batch(tmp_path: Path, study_config) -> None:
+    config = load_config(study_config("moving", trials=16, epochs=STEPS, warm=False, batch_trials=8))
+    study = start_study(config, f"sqlite:///{tmp_path / 'moving.db'}")
+    seen = []
+    counts = run_trials(
+        study, BatchObjective(config, None, batch_trials=8, fit_fn=NoOpTrainer(0.0)), on_counts=seen.append
+    )
+    assert counts.finished == 16
+    finished = [c.finished for c in seen]
+    assert sorted(set(finished)) == list(range(17))  # every count from 0 to 16 was shown
+    assert all(b - a in (0, 1) for a, b in itertools.pairwise(finished))
+    assert seen[-1].running == 0 and seen[-1].best == counts.best
