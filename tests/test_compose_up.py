@@ -175,7 +175,11 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
     )
     try:
         _run([*compose, "build"], env=env, timeout=1800)
-        _run([*compose, "up", "-d", "--scale", "worker=3"], env=env, timeout=600)
+        try:
+            _run([*compose, "up", "-d", "--scale", "worker=3"], env=env, timeout=600)
+        except AssertionError as exc:  # say why a service did not come up, before it is torn down
+            logs = _run([*compose, "logs", "--no-color", "--tail", "40"], env=env, check=False)
+            raise AssertionError(f"{exc}\n--- docker-compose logs ---\n{logs[-6000:]}") from None
 
         def container_of(service: str) -> list[str]:
             return _run([*compose, "ps", "-q", service], env=env).split()

@@ -89,6 +89,8 @@ class MemberPruning:
         self.on_told = on_told
         #: Whether the members still training are evidence for each other (``batch_pruning = "peers"``).
         self.peers = peers and len(members) > 1
+        #: When the members' fit started: their start, as they are told (:mod:`svmhpo.hpo.tells`).
+        self.started = datetime.datetime.now()
         self.told: dict[int, FrozenTrial] = {}
         #: Each member's reported values by epoch, the evidence its pruning decisions read.
         self.curves: dict[int, dict[int, float]] = {}
@@ -113,7 +115,7 @@ class MemberPruning:
         self.reports.flush([self._ids[m] for m, _, _ in told])
         curves = {self._ids[m]: self.curves.get(m, {}) for m, _, _ in told}
         trials = tells.tell_many(
-            self.study, [(self.members[m].trial, state, value) for m, state, value in told], curves
+            self.study, [(self.members[m].trial, state, value) for m, state, value in told], curves, self.started
         )
         for (member, _, _), frozen in zip(told, trials, strict=True):
             self.told[member] = frozen

@@ -33,10 +33,16 @@ def tell_many(
     study: StudyHandle,
     told: Sequence[tuple[optuna.Trial, TrialState | None, float | None]],
     curves: Mapping[int, Mapping[int, float]] | None = None,
+    started: datetime.datetime | None = None,
 ) -> list[FrozenTrial]:
     """Tell each ``(trial, state, value)`` (``state`` ``None``: COMPLETE with ``value``, or FAIL
     if it is NaN; PRUNED takes the trial's last intermediate value from ``curves``, by trial id)
     and return the trials as stored, in order. Their intermediate values must already be stored.
+
+    ``started``: when their fit started, stored as their start. Optuna's start is when a trial
+    was asked, and a batch's members are asked one after another before they train together: the
+    first one's duration counted every later one's sampling, the last one's hardly any of its
+    training.
     """
     if not told:
         return []
@@ -50,7 +56,7 @@ def tell_many(
         frozen = _as_running(trial, curves.get(tid, {}))
         study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state, values)
         rows.append((tid, state, values))
-    retried(study.storage, "tell_many", lambda: _write(study.storage, rows))
+    retried(study.storage, "tell_many", lambda: _write(study.storage, rows, started))
     study._thread_local.cached_all_trials = None  # as Optuna's tell: the trials' cache is stale now
     stored = {t.number: t for t in study.get_trials(deepcopy=False)}
     return [copy.deepcopy(stored[trial.number]) for trial, _, _ in told]
@@ -88,7 +94,9 @@ def _as_running(trial: optuna.Trial, curve: Mapping[int, float]) -> FrozenTrial:
     )
 
 
-def _write(storage: RDBStorage, rows: list[tuple[int, TrialState, list[float] | None]]) -> None:
+def _write(
+    storage: RDBStorage, rows: list[tuple[int, TrialState, list[float] | None]], started: datetime.datetime | None
+) -> None:
     """One transaction on Optuna's tables: the trials' states, their values (one insert), their new
     states (one update per state). A trial already finished (failed as stale elsewhere, or told
     by this write before a retry) is left as it is."""
@@ -116,4 +124,5 @@ def _write(storage: RDBStorage, rows: list[tuple[int, TrialState, list[float] | 
         for state in {state for _, state, _ in live}:
             ids = [tid for tid, s, _ in live if s == state]
             update = sqlalchemy.update(trials).where(trials.trial_id.in_(ids))
-            conn.execute(update.values(state=state, datetime_complete=now))
+            times = {"datetime_complete": now} | ({"datetime_start": started} if started else {})
+            conn.execute(update.values(state=state, **times))

@@ -152,3 +152,19 @@ def test_progress_moves_member_by_member_not_batch_by_batch(tmp_path: Path, stud
     assert sorted(set(finished)) == list(range(17))  # every count from 0 to 16 was shown
     assert all(b - a in (0, 1) for a, b in itertools.pairwise(finished))
     assert seen[-1].running == 0 and seen[-1].best == counts.best
+
+
+def test_a_members_duration_is_its_own_training(tmp_path: Path, study_config) -> None:
+    """Members are asked one after another, then trained together: each one's start is the fit's,
+    and a pruned member ends before the ones that train on."""
+    config = load_config(study_config("durations", trials=16, epochs=STEPS, warm=False, batch_trials=16))
+    study = start_study(config, f"sqlite:///{tmp_path / 'durations.db'}")
+    run_trials(study, BatchObjective(config, None, batch_trials=16, fit_fn=NoOpTrainer(0.02)))
+    trials = study.get_trials()
+    assert len({t.datetime_start for t in trials}) == 1  # the fit's start, not each one's ask
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert complete and pruned
+    assert max(t.datetime_complete for t in pruned) < min(t.datetime_complete for t in complete)
+    seconds = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() for t in trials}
+    assert min(seconds[t.number] for t in complete) >= STEPS * 0.02
