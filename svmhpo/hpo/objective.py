@@ -171,19 +171,8 @@ class MemberPruning:
         (Hyperband's brackets already compare a trial with the running trials at its rung).
         """
         trial = self.members[member].trial
-        frozen = FrozenTrial(
-            number=trial.number,
-            state=TrialState.RUNNING,
-            value=None,
-            datetime_start=trial.datetime_start,
-            datetime_complete=None,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs=trial.user_attrs,
-            system_attrs=_SystemAttrs(self.study.storage, self._ids[member]),  # type: ignore[arg-type]
-            intermediate_values=dict(self.curves.get(member, {})),
-            trial_id=self._ids[member],
-        )
+        attrs = _SystemAttrs(self.study.storage, self._ids[member])
+        frozen = tells.as_running(trial, self.curves.get(member, {}), attrs)  # type: ignore[arg-type]
         pruner = self.study.pruner
         if isinstance(pruner, SnapshotPruner):
             evidence = [p for m, p in (peers or {}).items() if m != member]

@@ -18,6 +18,7 @@ import copy
 import datetime
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -26,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.resilience import retried
 
-__all__ = ["tell_many"]
+__all__ = ["as_running", "tell_many"]
 
 
 def tell_many(
@@ -53,7 +54,7 @@ def tell_many(
     for trial, state, value in told:
         tid = trial_id(trial)
         state, values = _decided(state, value, curves.get(tid, {}))
-        frozen = _as_running(trial, curves.get(tid, {}))
+        frozen = as_running(trial, curves.get(tid, {}))
         study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state, values)
         rows.append((tid, state, values))
     retried(study.storage, "tell_many", lambda: _write(study.storage, rows, started))
@@ -77,8 +78,12 @@ def _decided(state: TrialState | None, value: float | None, curve: Mapping[int, 
     return state, None if value is None else [float(value)]
 
 
-def _as_running(trial: optuna.Trial, curve: Mapping[int, float]) -> FrozenTrial:
-    """The trial as the sampler's ``after_trial`` gets it from ``study.tell``: still RUNNING."""
+def as_running(
+    trial: optuna.Trial, curve: Mapping[int, float], system_attrs: Mapping[str, Any] | None = None
+) -> FrozenTrial:
+    """``trial`` as it stands, still RUNNING, with ``curve`` as its intermediate values, without
+    reading it back: as ``study.tell`` hands it to the sampler's ``after_trial`` and
+    ``Trial.should_prune`` to the pruner."""
     return FrozenTrial(
         number=trial.number,
         state=TrialState.RUNNING,
@@ -88,7 +93,7 @@ def _as_running(trial: optuna.Trial, curve: Mapping[int, float]) -> FrozenTrial:
         params=trial.params,
         distributions=trial.distributions,
         user_attrs=trial.user_attrs,
-        system_attrs={},
+        system_attrs={} if system_attrs is None else system_attrs,  # type: ignore[arg-type]
         intermediate_values=dict(curve),
         trial_id=trial_id(trial),
     )
