@@ -244,9 +244,15 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
 
         # every worker ends with exit 0; the killed one was restarted by its restart policy
         wait_for(lambda: _restarts(victim), 120, "the restart policy to restart the killed worker")
-        wait_for(
-            lambda: all(_state(c)["Status"] == "exited" for c in workers), 600, "the workers to fill the budget", 2
-        )
+        try:
+            wait_for(
+                lambda: all(_state(c)["Status"] == "exited" for c in workers), 600, "the workers to fill the budget", 2
+            )
+        except AssertionError as exc:  # where the study stands and what the workers said, before teardown
+            trials = _study(url).get_trials()
+            states = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+            logs = _run([*compose, "logs", "--no-color", "--tail", "30", "worker"], env=env, check=False)
+            raise AssertionError(f"{exc}; study {states}, budget {TRIALS}\n{logs[-8000:]}") from None
         worker_logs = _run([*compose, "logs", "--no-color", "worker"], env=env)
         assert [_state(c)["ExitCode"] for c in workers] == [0, 0, 0], worker_logs
         others = [c for c in workers if c != victim]
@@ -259,7 +265,10 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len(finished) == TRIALS  # exactly the budget
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        assert len({t.user_attrs["worker"].split(":")[0] for t in finished}) >= 3  # three containers pulled trials
+        # three containers pulled trials (one whose trials were all stopped or killed may have finished
+        # none: with batches of 16 a 60-trial study is a handful of batches), two or more finished some
+        assert len({t.user_attrs["worker"].split(":")[0] for t in trials if "worker" in t.user_attrs}) >= 3
+        assert len({t.user_attrs["worker"].split(":")[0] for t in finished}) >= 2
         for number in killed:  # the killed trial was failed after the grace period and re-run
             assert trials[number].state == TrialState.FAIL
             assert [t for t in trials if number in t.system_attrs.get("retry_history", [])]
