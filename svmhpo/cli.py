@@ -392,6 +392,31 @@ class _Parser(argparse.ArgumentParser):
         return ""
 
 
+#: A few lines of use under each command's --help (clig.dev: lead with examples).
+EXAMPLES: dict[str, list[str]] = {
+    "run": [
+        "svmhpo run --trials 200                      # the digits study, in ~/.local/share/svmhpo/",
+        "svmhpo run --config mnist --jobs 2           # MNIST from OpenML, two worker processes",
+        "svmhpo run --config my.toml --storage postgresql+psycopg://user:pw@db/svmhpo",
+    ],
+    "worker": [
+        "svmhpo worker --study-name digits --storage postgresql+psycopg://user:pw@db/svmhpo",
+        "svmhpo worker --study-name mnist --gpus all --batch-trials 128",
+    ],
+    "init": ["svmhpo init --config mnist --storage postgresql+psycopg://user:pw@db/svmhpo"],
+    "studies": ["svmhpo studies", "svmhpo studies -f json | jq '.[].best_val_acc'"],
+    "trials": ["svmhpo trials", "svmhpo trials --study-name mnist -f csv > trials.csv"],
+    "best": ["svmhpo best", "svmhpo best --study-name mnist -f json"],
+    "predict": ["svmhpo predict --study-name digits new.csv --out labels.csv"],
+    "export": ["svmhpo export --study-name digits --out model.zip"],
+    "report": [
+        "svmhpo report                                # reports/digits.html",
+        "svmhpo report --out r.html --plotlyjs cdn",
+    ],
+    "dashboard": ["svmhpo dashboard                             # http://127.0.0.1:8080/"],
+    "train": ["svmhpo train --lr 0.1 --optimizer asgd --save model/", "svmhpo train --from-study digits"],
+}
+
 STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
 POSITIVE_INT = _checked(int, 1, True)
 POSITIVE_FLOAT = _checked(float, 0, False)
@@ -424,7 +449,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], ExitStatus], text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text, parents=[common])
+        examples = EXAMPLES.get(name)
+        epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            parents=[common],
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(handler=handler)
         return p
 

@@ -286,3 +286,32 @@ def test_best_and_trials_read_like_studies(tmp_path, capsys: pytest.CaptureFixtu
     assert ", 2 running (budget 4)" in capsys.readouterr().out.splitlines()[0]
     assert main(["studies", "--storage", url, "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["running"] == 2
+
+
+def test_dashboard_on_a_port_in_use_says_so_in_one_line_before_anything_else(tmp_path, capfd) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["dashboard", "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--port", str(port)])
+    out, err = capfd.readouterr()
+    assert code == 1
+    assert err == f"svmhpo: error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+    assert "Listening on" not in out + err
+
+
+def test_every_commands_help_examples_parse() -> None:
+    """The examples under each --help are real command lines (a renamed flag fails here)."""
+    import shlex
+
+    from svmhpo.cli import EXAMPLES, _parser
+
+    parser = _parser()
+    for name, lines in EXAMPLES.items():
+        assert parser._subparsers is not None
+        for line in lines:
+            words = shlex.split(line.split("#")[0].split("|")[0].split(">")[0])
+            assert words[0] == "svmhpo" and words[1] == name, line
+            parser.parse_args(words[1:])  # exits 2 on a flag that does not exist

@@ -10,6 +10,8 @@ study storage and svmhpo's artifact store.
 
 from __future__ import annotations
 
+import socket
+
 import optuna_dashboard
 
 from svmhpo.errors import SvmhpoError
@@ -37,7 +39,19 @@ def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 8080) 
     )
     if buckets:  # studies whose models go to S3 ([study] artifacts), as they were when the dashboard started
         store = ArtifactChain(store, *(S3ArtifactStore(url) for url in buckets))
+    _can_listen(host, port)  # before the server prints "Listening on ..." for an address it cannot have
     try:
         optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
+    except OSError as exc:
+        raise SvmhpoError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once, as the server will (address reuse on, as wsgiref sets it), and let go."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
     except OSError as exc:
         raise SvmhpoError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
