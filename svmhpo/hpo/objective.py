@@ -268,9 +268,9 @@ class BatchObjective:
         ``on_ask`` gets each trial's storage id once its start is stored (to keep its heartbeat;
         the first beat is stored with the start when the storage has heartbeats on).
 
-        The study is counted once, and the trials asked, under
-        :func:`~svmhpo.hpo.liveness.budget_lock`, and no more are asked than its finished and
-        running trials leave of the budget, so processes asking side by side never overshoot it.
+        The trials are asked under :func:`~svmhpo.hpo.liveness.budget_lock`, held for the batch,
+        each after a count of the study, and asking stops once its finished and running trials fill
+        the budget, so processes asking side by side never overshoot it.
         Trials are asked one by one (so that TPE's constant liar sees each asked point before
         sampling the next), each one's start (parameters, seed, worker, first heartbeat) stored in
         one write (:mod:`svmhpo.hpo.starts`).
@@ -281,10 +281,14 @@ class BatchObjective:
         try:
             with budget_lock(study), warnings.catch_warnings():  # heartbeats: hpo.liveness.heartbeats
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-                counts = count_trials(study)
-                room = min(n, self.config.trials - counts.finished - counts.running)
-                study.queue_empty = counts.waiting == 0
-                for _ in range(room):
+                for _ in range(n):
+                    # counted before every ask, not once per batch: a lock lost with its connection
+                    # (a database restart mid-batch) let another worker ask beside this one, and a
+                    # count made once overshot the budget by 4 trials (the compose test, 60 trials)
+                    counts = count_trials(study)
+                    if counts.finished + counts.running >= self.config.trials:
+                        break
+                    study.queue_empty = counts.waiting == 0
                     with ctrl_c_deferred():  # Optuna creates the trial before returning it: hold it first
                         asked.append(study.ask())
                     trial = asked[-1]
