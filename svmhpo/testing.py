@@ -14,8 +14,9 @@ and the study-overhead benchmark use it; real fits are tested where the fit is t
 
 ``python -m svmhpo.testing ARGS`` is the ``svmhpo`` command line with the no-op side in that
 process and in every worker it starts. ``SVMHPO_NOOP_EPOCH_S`` sets the sleep per epoch;
-``SVMHPO_NOOP_ONLY_TRIALS=1`` keeps the real data and refit (only the trials are no-op), for the
-tests of a real model made by a worker process.
+``SVMHPO_NOOP_MARK`` and ``SVMHPO_NOOP_HOLD_AT`` let a test act inside a fit
+(:data:`MARK_ENV`, :data:`HOLD_ENV`); ``SVMHPO_NOOP_ONLY_TRIALS=1`` keeps the real data and
+refit (only the trials are no-op), for the tests of a real model made by a worker process.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from svmhpo.hpo.config import StudyConfig
 from svmhpo.svm.params import SVMParams
 
 __all__ = [
+    "HOLD_ENV",
+    "MARK_ENV",
     "NOOP_MODEL_FILE",
     "NoOpData",
     "NoOpSide",
@@ -103,12 +106,29 @@ class NoOpTrainer:
             if MARK_ENV in os.environ:  # tests: "this process is inside a fit", without polling the study
                 with open(os.environ[MARK_ENV], "a") as mark:
                     mark.write(f"{epoch}\n")
+                _hold_if_asked(os.environ[MARK_ENV])
         return module, None
+
+
+def _hold_if_asked(mark: str) -> None:
+    """Stop inside the fit, until killed, once the mark file holds :data:`HOLD_ENV` epochs.
+
+    A test that kills a process mid-trial then catches it there every time, instead of racing
+    its poll against the trial's end and the next trial's start.
+    """
+    hold = os.environ.get(HOLD_ENV)
+    if hold and sum(1 for _ in open(mark)) >= int(hold):
+        while True:
+            time.sleep(3600)
 
 
 #: A file to which :class:`NoOpTrainer` appends each epoch it has reported (tests wait on it to
 #: act inside a fit: the reported values reach the study only in bulk, see :mod:`svmhpo.hpo.reports`).
 MARK_ENV = "SVMHPO_NOOP_MARK"
+
+#: With :data:`MARK_ENV`: the number of reported epochs (lines in the mark file) after which
+#: :class:`NoOpTrainer` holds inside its fit until the process is killed.
+HOLD_ENV = "SVMHPO_NOOP_HOLD_AT"
 
 
 def noop_score(lr: float, epoch: int, epochs: int) -> float:

@@ -18,11 +18,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from svmhpo.errors import StorageError
 from svmhpo.hpo import records
 from svmhpo.hpo.space import _random_states, make_sampler, sampling_seed
 from svmhpo.hpo.studies import read_study
-from svmhpo.testing import wait_for
+from svmhpo.testing import HOLD_ENV, MARK_ENV, wait_for
 
 NOOP = [sys.executable, "-m", "svmhpo.testing"]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -74,14 +73,6 @@ def test_four_processes_started_together_sample_different_points(
     assert len({t.user_attrs["worker"] for t in study.trials}) >= 2  # they really ran side by side
 
 
-def _exists(url: str, name: str) -> bool:
-    try:
-        read_study(name, url)
-        return True
-    except StorageError:  # not created yet
-        return False
-
-
 @pytest.mark.parametrize("batch_trials", [1, 16])
 def test_a_run_killed_and_resumed_samples_new_points(tmp_path: Path, study_config, batch_trials: int):
     """K = 16: killed inside its first batch, all 16 asked. K = 1: killed after 6 trials. Either
@@ -93,18 +84,21 @@ def test_a_run_killed_and_resumed_samples_new_points(tmp_path: Path, study_confi
     )
     command = [*NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
     before = 0 if batch_trials > 1 else 6
+    # the no-op fit notes each epoch it reports and holds, until killed, inside the first batch's
+    # first epoch (K = 16) or the seventh trial's (K = 1: 6 trials of 3 epochs done before it), so
+    # the kill lands inside a fit every time, whatever the machine's load
+    mark = tmp_path / "epochs"
+    hold = 1 if batch_trials > 1 else 3 * before + 1
+    env = dict(_env(0.0), **{MARK_ENV: str(mark), HOLD_ENV: str(hold)})
 
     def caught() -> bool:
-        if not _exists(url, "resume"):
+        if not mark.exists() or len(mark.read_text().splitlines()) < hold:
             return False
         study = _study(url, "resume")
         running = study.get_trials(states=(TrialState.RUNNING,))
         return len(study.get_trials(states=FINISHED)) >= before and len(running) >= min(batch_trials, 16)
 
-    # a batch's epochs long enough (3 s for the batch) that a poll on a loaded machine (tests side by
-    # side) sees it running before it ends; one trial per fit needs 6 trials done first, so shorter
-    epoch_s = 0.3 if batch_trials == 1 else 1.0
-    proc = subprocess.Popen(command, env=_env(epoch_s), stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(caught, timeout=90, what="a running trial", interval=0.05)
     finally:

@@ -26,7 +26,7 @@ from svmhpo.hpo.service import run_study
 from svmhpo.hpo.space import decode
 from svmhpo.hpo.studies import read_study
 from svmhpo.svm.training import fit
-from svmhpo.testing import MARK_ENV, wait_for
+from svmhpo.testing import HOLD_ENV, MARK_ENV, wait_for
 
 SVMHPO_NOOP = [sys.executable, "-m", "svmhpo.testing"]  # the svmhpo command line with the no-op trainer
 
@@ -198,11 +198,11 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config, batch_tria
         "kill", trials=4, epochs=4, warm=False, pruner="none", heartbeat=1, grace=3, batch_trials=batch_trials
     )
     command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--quiet"]
-    env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.75")  # 3 s trials, easy to catch running (under load too)
+    env = dict(os.environ, SVMHPO_NOOP_EPOCH_S="0.2")
     mark = tmp_path / "epochs"
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env=dict(env, **{MARK_ENV: str(mark)}),
+        env=dict(env, **{MARK_ENV: str(mark), HOLD_ENV: "1"}),  # held inside its first fit until killed
     )  # fmt: skip
     try:
         _wait_inside_a_fit(mark)
@@ -211,8 +211,6 @@ def test_sigkilled_worker_loses_nothing(tmp_path: Path, study_config, batch_tria
     finally:
         if proc.poll() is None:
             proc.kill()
-    # The victim is read after the kill: the trial seen running may have finished in the
-    # moment before the signal, and then its successor was the one killed.
     study = _study(url, "kill")
     victims = [t for t in study.trials if t.state == TrialState.RUNNING]
     # left behind by the dead worker: its one trial, or every member of its batch
