@@ -82,10 +82,15 @@ class Heartbeats:
         from optuna.storages._rdb import models
 
         beats = models.TrialHeartbeatModel
-        try:
+
+        def write() -> None:
             with self.storage.engine.begin() as conn:  # the database's clock, read and stored as record_heartbeat does
                 now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar_one()
                 conn.execute(sqlalchemy.update(beats).where(beats.trial_id.in_(ids)).values(heartbeat=now))
+
+        once = getattr(self.storage, "once", None)  # a server: an outage met here is said, as any other
+        try:
+            write() if once is None else once(write)
         except sqlalchemy.exc.SQLAlchemyError:
             return
 

@@ -243,6 +243,21 @@ class ResilientRDBStorage(RDBStorage):
         the retries every Optuna storage call gets; ``name`` is for nothing but telling them apart."""
         return self._retry(name, lambda _self: fn(), (), {})
 
+    def once(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` once, not retried (a heartbeat: the next comes an interval later); a lost
+        connection is noted as an outage (its "database lost" line) and ``None`` returned, and a
+        success ends an outage noted before (its "database back" line)."""
+        try:
+            result = fn()
+        except Exception as exc:
+            lost = _lost_connection(exc)
+            if lost is None:
+                raise
+            self._outage.delay_after(lost, may_give_up=False)
+            return None
+        self._outage.recovered()
+        return result
+
     def _retry(self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         if getattr(self._nested, "depth", 0):  # called from a retried method: the outer call retries
             return method(self, *args, **kwargs)

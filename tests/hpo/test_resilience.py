@@ -207,3 +207,45 @@ def test_a_server_that_goes_away_while_opening_is_waited_for(pg_url: str, monkey
         storage_module.open_storage(pg_url, outage_limit=0.05)
     assert "past [study] db_outage_limit = 0.05 s (terminating connection)" in str(info.value)
     assert len(attempts) > 1 and "invalid data" not in str(info.value)
+
+
+def test_a_batch_heartbeat_says_the_outage_and_its_end_and_is_not_retried(
+    storage: ResilientRDBStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat thread may be the only one to touch the database while a long epoch trains:
+    its beats (one write for a batch's trials) say when the database is lost and back, as any
+    other call does, without waiting and without giving up."""
+    from svmhpo.hpo.liveness import Heartbeats
+
+    study = optuna.create_study(storage=storage, direction="maximize")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)  # the first beat, stored with the trial's start
+    beats = Heartbeats(storage, 1)
+    beats.add(trial._trial_id)
+    engine = storage.engine
+    with engine.connect() as conn:
+        first = conn.execute(sqlalchemy.text("SELECT heartbeat FROM trial_heartbeats")).scalar_one()
+    real_begin = type(engine).begin
+    down = [True]
+
+    def begin(self, *args, **kwargs):
+        if down[0]:
+            raise _lost()
+        return real_begin(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(engine), "begin", begin)
+    storage.outage_limit = 0.01
+    lines: list[str] = []
+    with watching_outages(lines.append):
+        start = time.monotonic()
+        beats.beat()
+        time.sleep(0.02)
+        beats.beat()  # past the limit: a heartbeat still does not give up
+        assert time.monotonic() - start < 1 and storage._outage.given_up is None
+        down[0] = False
+        time.sleep(1.1)  # the database's clock stores whole seconds on SQLite
+        beats.beat()
+    assert lines[0].startswith("database lost: test.db (server closed the connection unexpectedly)")
+    assert re.fullmatch(r"database back after \d+\.\d s: test\.db", lines[1]) and len(lines) == 2
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.text("SELECT heartbeat FROM trial_heartbeats")).scalar_one() > first
