@@ -28,13 +28,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import DatabaseUnavailable
 from svmhpo.hpo import modelside, records, starts, tells
+from svmhpo.hpo.batchreads import shared_reads
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.liveness import budget_lock
 from svmhpo.hpo.reports import ReportBuffer
 from svmhpo.hpo.space import SnapshotPruner, suggest
 from svmhpo.hpo.storage import MAX_RETRY
-from svmhpo.hpo.studies import count_trials
+from svmhpo.hpo.studies import count_states
 from svmhpo.interrupts import Terminated, ctrl_c_deferred
 from svmhpo.svm.params import SVMParams
 
@@ -278,30 +279,34 @@ class BatchObjective:
         members: list[Member] = []
         asked: list[optuna.Trial] = []
         beat = study.storage.get_heartbeat_interval() is not None
-        try:
-            with budget_lock(study), warnings.catch_warnings():  # heartbeats: hpo.liveness.heartbeats
+        try:  # one read of the study per batch (hpo.batchreads)
+            with shared_reads(study, asked) as reads, budget_lock(study), warnings.catch_warnings():
+                # heartbeats: hpo.liveness.heartbeats
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 for _ in range(n):
                     # counted before every ask, not once per batch: a lock lost with its connection
                     # (a database restart mid-batch) let another worker ask beside this one, and a
                     # count made once overshot the budget by 4 trials (the compose test, 60 trials)
-                    counts = count_trials(study)
-                    if counts.finished + counts.running >= self.config.trials:
+                    counts = count_states(study)
+                    taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
+                    if taken >= self.config.trials:  # failed trials are re-run: they do not count
                         break
-                    study.queue_empty = counts.waiting == 0
+                    study.queue_empty = counts[TrialState.WAITING] == 0
+                    reads.matches(counts)  # anything changed elsewhere since the snapshot: read again
                     with ctrl_c_deferred():  # Optuna creates the trial before returning it: hold it first
                         asked.append(study.ask())
                     trial = asked[-1]
                     # the batch's seed is its first trial's; seed and worker are stored as soon as asked
                     seed = self.config.seed + (members[0].trial.number if members else trial.number)
                     try:
-                        with starts.deferred(trial, study, heartbeat=beat):
+                        with starts.deferred(trial, study, heartbeat=beat) as pending:
                             records.set_trial_origin(trial, seed)
                             member = Member(trial, *suggest(trial, self.config))
                     except UpdateFinishedTrialError:
                         # the database was away past the grace period and another process failed
                         # this trial as stale and re-queued it: it is no longer this batch's
                         continue
+                    reads.started(pending)
                     members.append(member)
                     if on_ask is not None:
                         on_ask(trial_id(trial))
