@@ -88,12 +88,23 @@ class SharedReads:
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         tid = self._inner.create_new_trial(study_id, template_trial)
         if not self._closed and study_id == self._for_study:
-            # read once here, as Optuna's ``Trial`` reads it on creation (served by get_trial below)
-            frozen = self._inner.get_trial(tid)
+            # as Optuna's cache holds it from its creation (served by get_trial below, which
+            # Optuna's ``Trial`` calls on creation): no read
+            frozen = self._as_created(tid)
             self._created[tid] = frozen
             if self._trials is not None:
                 self._trials[frozen.number] = frozen
         return tid
+
+    def _as_created(self, tid: int) -> FrozenTrial:
+        """Trial ``tid`` as the creating storage returned it: Optuna's cache (``_CachedStorage``)
+        keeps that copy, by study and number; any other storage is read."""
+        cache = self._inner
+        try:
+            study_id, number = cache._trial_id_to_study_id_and_number[tid]  # type: ignore[attr-defined]
+            return copy.deepcopy(cache._studies[study_id].trials[number])  # type: ignore[attr-defined]
+        except (AttributeError, KeyError):
+            return self._inner.get_trial(tid)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         created = None if self._closed else self._created.get(trial_id)

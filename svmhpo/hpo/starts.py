@@ -29,7 +29,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.resilience import retried
 
-__all__ = ["PendingWrites", "deferred", "write_start"]
+__all__ = ["PendingWrites", "deferred", "upsert_attrs", "write_start"]
 
 #: Distributions already checked against the study, by (storage, study id, parameter): Optuna's
 #: ``_CachedStorage`` keeps the same, so that each parameter's first row is read once per process.
@@ -125,9 +125,12 @@ def _write_rdb(storage: RDBStorage, pending: PendingWrites, study_id: int, heart
         if state is None:
             raise KeyError(f"No trial with trial_id {tid} exists.")
         storage.check_trial_is_updatable(tid, state)  # UpdateFinishedTrialError
+        upsert = _dialect_insert(conn)  # PostgreSQL, SQLite: rows already there are skipped by the insert
         if pending.params:
-            query = sqlalchemy.select(params.param_name).where(params.trial_id == tid)
-            there = set(conn.execute(query).scalars())
+            there: set[str] = set()
+            if upsert is None:
+                query = sqlalchemy.select(params.param_name).where(params.trial_id == tid)
+                there = set(conn.execute(query).scalars())
             rows = []
             for name, (internal, distribution) in pending.params.items():
                 if name in there:
@@ -154,30 +157,41 @@ def _write_rdb(storage: RDBStorage, pending: PendingWrites, study_id: int, heart
                         "distribution_json": distribution_to_json(distribution),
                     }
                 )
-            if rows:
+            if rows and upsert is not None:
+                conn.execute(
+                    upsert(params).values(rows).on_conflict_do_nothing(index_elements=["trial_id", "param_name"])
+                )
+            elif rows:
                 conn.execute(sqlalchemy.insert(params), rows)
         for model, attrs in (
             (models.TrialUserAttributeModel, pending.user_attrs),
             (models.TrialSystemAttributeModel, pending.system_attrs),
         ):
             if attrs:
-                _upsert(conn, model, tid, attrs)
+                upsert_attrs(conn, model, tid, attrs)
         if heartbeat:
             beats = models.TrialHeartbeatModel
-            if conn.execute(sqlalchemy.select(beats.trial_id).where(beats.trial_id == tid)).first() is None:
+            if upsert is not None:
+                conn.execute(upsert(beats).values(trial_id=tid).on_conflict_do_nothing(index_elements=["trial_id"]))
+            elif conn.execute(sqlalchemy.select(beats.trial_id).where(beats.trial_id == tid)).first() is None:
                 conn.execute(sqlalchemy.insert(beats).values(trial_id=tid))
 
 
-def _upsert(conn, model, tid: int, attrs: dict[str, Any]) -> None:
-    """Set ``attrs`` on trial ``tid`` (insert, or replace a value stored under the same key)."""
-    import sqlalchemy
+def _dialect_insert(conn):
+    """The dialect's ``insert`` with ``ON CONFLICT`` clauses (PostgreSQL, SQLite), or ``None``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(conn.dialect.name)
+
+
+def upsert_attrs(conn, model, tid: int, attrs: dict[str, Any]) -> None:
+    """Set ``attrs`` on trial ``tid`` (insert, or replace a value stored under the same key)."""
+    import sqlalchemy
+
     rows = [{"trial_id": tid, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        insert = module.insert(model).values(rows)
+    upsert = _dialect_insert(conn)
+    if upsert is not None:
+        insert = upsert(model).values(rows)
         conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["trial_id", "key"], set_={"value_json": insert.excluded.value_json}

@@ -83,6 +83,8 @@ def test_a_batch_sampled_from_one_read_samples_what_a_read_per_ask_samples(
         for member in members:
             assert stored[member.trial.number].params == member.trial.params
             assert stored[member.trial.number].state == TrialState.RUNNING
+            # created without a read: the trial as Optuna's cache held it is the stored one
+            assert stored[member.trial.number].datetime_start == member.trial.datetime_start
     assert ours._storage is not shared and all(m.trial.storage is not shared for m in ours_members)
 
 
@@ -109,3 +111,24 @@ def test_the_budget_count_is_a_count_of_the_trials_by_state(backend: str, tmp_pa
         TrialState.WAITING: 1,
     }
     assert (whole.complete, whole.pruned, whole.failed, whole.running, whole.waiting) == (3, 2, 1, 4, 1)
+
+
+def test_a_trial_created_in_a_batch_is_not_read_back(
+    tmp_path: Path, study_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna's ``Trial`` reads its trial on creation; in a batch it gets the copy Optuna's cache
+    keeps from the creation instead (one read per member less: 6 statements on PostgreSQL)."""
+    from optuna.storages import RDBStorage
+
+    config = load_config(study_config("created", trials=20, warm=False, batch_trials=4))
+    study = start_study(config, f"sqlite:///{tmp_path / 'c.db'}")
+    objective = BatchObjective(config, None, batch_trials=4, fit_fn=NoOpTrainer(0.0))
+
+    def no_read(self, trial_id):
+        raise AssertionError(f"trial {trial_id} read back")
+
+    monkeypatch.setattr(RDBStorage, "get_trial", no_read)
+    members = objective.ask(study, 4)
+    monkeypatch.undo()
+    stored = {t.number: t for t in study.get_trials()}
+    assert [stored[m.trial.number].params for m in members] == [m.trial.params for m in members]
