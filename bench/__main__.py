@@ -25,6 +25,7 @@ from bench import (
     mnist_accuracy,
     outage_overhead,
     read_table,
+    selection_quality,
     study_overhead,
     study_storage,
     warm_start,
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> dict:
         "outage_overhead": lambda: outage_overhead.main(30 if q else 100),
         "digits_study": lambda: digits_study.main(50 if q else 200, (0,) if q else (0, 1, 2)),
         "study_storage": lambda: study_storage.main(50 if q else 200, (16,) if q else (1, 16, 64)),
+        "selection_quality": lambda: selection_quality.main(
+            (0,) if q else (0, 1, 2, 3, 4), 50 if q else 200, 20 if q else 60
+        ),
         "batch_throughput": lambda: batch_throughput.main(
             "synthetic:20000x784x10" if q else "synthetic:70000x784x10", 2, (1, 8) if q else (1, 8, 32, 128)
         ),
@@ -97,6 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         ("  ... SQL statements per trial", "study_storage", "statements_per_trial", ""),
         ("  ... PostgreSQL vs SQLite wall time", "study_storage", "pg_vs_sqlite", "<= 1.3x"),
+        ("digits: refit test acc, holdout (mean of 5 seeds)", "selection_quality", "digits_holdout", ""),
+        ("  ... 3-fold cross-validated trials", "selection_quality", "digits_cv3", ""),
+        ("  ... 5-fold cross-validated trials", "selection_quality", "digits_cv5", ""),
         ("trials/s, best K vs K = 1 (MNIST shape)", "batch_throughput", "speedup_max", ""),
         ("warm start: trials to 0.96 (median, warm)", "warm_start", "warm_median_trials", "< cold"),
         ("  ... cold", "warm_start", "cold_median_trials", ""),

@@ -195,6 +195,7 @@ def _config(args: argparse.Namespace):
         args.storage,
         trials=getattr(args, "trials", None),
         batch_trials=getattr(args, "batch_trials", None),
+        cv=getattr(args, "cv", None),
     )
 
 
@@ -214,7 +215,11 @@ def _print_summary(result: dict, as_json: bool) -> None:
         return
     from svmhpo.view.tables import params_text
 
-    print(f"best trial {best['trial']}: val_acc {best['val_acc']:.4f}  ({params_text(best['params'])})")
+    folds = ""
+    if best.get("cv_scores"):
+        k = len(best["cv_scores"])
+        folds = f" (mean of {k} folds, std {best['cv_std']:.4f})"
+    print(f"best trial {best['trial']}: val_acc {best['val_acc']:.4f}{folds}  ({params_text(best['params'])})")
     final, base = result.get("final"), result.get("baseline")
     if final:
         print(f"test (refit on train+val): acc {final['test_acc']:.4f}, macro F1 {final['test_f1']:.4f}")
@@ -549,6 +554,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", help=STORAGE_HELP)
         p.add_argument("--study-name", help="study name (default: the config's)")
         p.add_argument("--no-warm-start", action="store_true", help="skip the LR-finder warm start")
+        p.add_argument(
+            "--cv",
+            type=_checked(int, 1, True, 20),
+            metavar="K",
+            help=f"{StudyConfig.model_fields['cv'].description} (default: the config's [study] cv, {StudyConfig().cv})",
+        )
         if name == "run":
             p.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
             p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")

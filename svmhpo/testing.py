@@ -199,7 +199,7 @@ class NoOpSide(modelside.LightningSide):
     def load_data(self, config: StudyConfig):
         return super().load_data(config) if self.only_trials else NoOpData(config)
 
-    def trainer(self, batch_trials: int) -> NoOpTrainer:
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> NoOpTrainer:
         return self.fit
 
     def warm_start(self, study, data, config: StudyConfig) -> dict[str, dict]:

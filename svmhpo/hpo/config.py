@@ -181,6 +181,13 @@ class StudyConfig(_Section):
     seed: int = Field(0, ge=0, le=MAX_SEED)
     sampler: Sampler = "tpe"
     pruner: Pruner = "median"
+    cv: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="folds each trial is cross-validated on (its value the mean fold accuracy, the folds "
+        "trained as members of one batched fit); 1: scored on the validation split alone",
+    )
     heartbeat_interval: int = Field(10, ge=1, le=3600)
     grace_period: int = Field(30, ge=2, le=86_400)
     db_outage_limit: float = Field(

@@ -64,8 +64,9 @@ class ModelSide(Protocol):
         """The study's data, loaded and split once for this process, on the training device."""
         ...
 
-    def trainer(self, batch_trials: int) -> BatchFitFn:
-        """The trainer of batches of ``batch_trials`` members (see :class:`~svmhpo.hpo.objective.BatchObjective`)."""
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> BatchFitFn:
+        """The trainer of batches of ``batch_trials`` members (see :class:`~svmhpo.hpo.objective.BatchObjective`),
+        each cross-validated on ``cv`` folds made with ``fold_seed`` when ``cv`` > 1."""
         ...
 
     def warm_start(self, study: StudyHandle, data: StudyData, config: StudyConfig) -> dict[str, dict]:
@@ -119,10 +120,17 @@ class LightningSide:
     def load_data(self, config: StudyConfig) -> DeviceData:
         return load_study_data(config)
 
-    def trainer(self, batch_trials: int) -> BatchFitFn:
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> BatchFitFn:
         """The plain one-trial fit for one (it is the faster of the two there, and gives the values
-        one trial per fit always gave), else the batched fit."""
+        one trial per fit always gave), else the batched fit; with ``cv`` > 1, the batched fit of
+        every trial's folds (:func:`~svmhpo.svm.batched.fit_folds`), whatever the batch size."""
         with ctrl_c_deferred():
+            if cv > 1:
+                import functools
+
+                from svmhpo.svm.batched import fit_folds
+
+                return functools.partial(fit_folds, k=cv, fold_seed=fold_seed)
             if batch_trials == 1:
                 from svmhpo.svm.members import fit_one as trainer
             else:

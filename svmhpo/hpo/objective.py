@@ -108,15 +108,24 @@ class MemberPruning:
         if self.on_told is not None:
             self.on_told(self.told[member])
 
-    def tell_all(self, told: list[tuple[int, TrialState | None, float | None]]) -> None:
+    def tell_all(
+        self, told: list[tuple[int, TrialState | None, float | None]], extra: Mapping[int, dict] | None = None
+    ) -> None:
         """Tell several members at once (``(member, state, value)`` as :meth:`tell` takes them):
-        their curves, then their states and values, in one write each (:mod:`svmhpo.hpo.tells`)."""
+        their curves, then their states and values, in one write each (:mod:`svmhpo.hpo.tells`),
+        with ``extra`` attributes by member beside the values (a cross-validated fit's fold scores,
+        :func:`fold_attrs`)."""
         if not told:
             return
         self.reports.flush([self._ids[m] for m, _, _ in told])
         curves = {self._ids[m]: self.curves.get(m, {}) for m, _, _ in told}
+        extra = extra or {}
         trials = tells.tell_many(
-            self.study, [(self.members[m].trial, state, value) for m, state, value in told], curves, self.started
+            self.study,
+            [(self.members[m].trial, state, value) for m, state, value in told],
+            curves,
+            self.started,
+            {self._ids[m]: extra[m] for m, _, _ in told if m in extra},
         )
         for (member, _, _), frozen in zip(told, trials, strict=True):
             self.told[member] = frozen
@@ -156,8 +165,9 @@ class MemberPruning:
             gone = set()
         taken = [m for m in module.val_acc if self._ids[m] in gone and m not in pruned]
         if pruned or taken:
+            extra = fold_attrs(module)  # read before the stop drops the members' values
             module.stop(pruned + taken)
-            self.tell_all([(member, TrialState.PRUNED, None) for member in pruned])
+            self.tell_all([(member, TrialState.PRUNED, None) for member in pruned], extra)
             for member in taken:
                 self.tell(member, TrialState.FAIL)  # already finished: reads it back as it is
 
@@ -213,6 +223,13 @@ class MemberPruning:
         return peers
 
 
+def fold_attrs(fit: MemberFit) -> dict[int, dict]:
+    """A cross-validated fit's fold scores by member (:meth:`~svmhpo.svm.folds.FoldedFit.fold_attrs`);
+    none for other fits."""
+    read = getattr(fit, "fold_attrs", None)
+    return {} if read is None else read()
+
+
 class _SystemAttrs(Mapping):
     """A trial's system attributes, read from the storage on first use (Hyperband's rungs), as
     Optuna's ``Trial.should_prune`` hands them to a pruner."""
@@ -261,7 +278,7 @@ class BatchObjective:
         self.config = config
         self.data = data
         self.batch_trials = batch_trials
-        self.fit_fn = fit_fn or modelside.current().trainer(batch_trials)
+        self.fit_fn = fit_fn or modelside.current().trainer(batch_trials, config.cv, config.seed)
 
     def ask(self, study: StudyHandle, n: int, *, on_ask: Callable[[int], None] | None = None) -> list[Member]:
         """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
@@ -343,7 +360,7 @@ class BatchObjective:
                 )
                 values = module.val_acc
                 pruning.flush()  # every member's last values in one write, then the tells in one
-                pruning.tell_all([(member, None, values[member]) for member in module.live])
+                pruning.tell_all([(member, None, values[member]) for member in module.live], fold_attrs(module))
             except DatabaseUnavailable:  # nothing can be told: the next run fails these as stale
                 raise
             except Exception as exc:

@@ -110,6 +110,25 @@ def results_rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _folds_markdown(study: optuna.Study) -> list[str]:
+    """What a cross-validated study's values are, with the best trial's fold scores; nothing otherwise."""
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if records.CV_SCORES in t.user_attrs and t.value is not None
+    ]
+    if not complete:
+        return []
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    scores = best.user_attrs[records.CV_SCORES]
+    return [
+        "",
+        f"Each trial's validation accuracy is the mean over {len(scores)} cross-validation folds of the "
+        f"training and validation samples (the trial's `cv_scores` and `cv_std`); the best trial's folds: "
+        f"{', '.join(f'{s:.4f}' for s in scores)} (std {best.user_attrs.get(records.CV_STD, 0.0):.4f}).",
+    ]
+
+
 def results_markdown(study: optuna.Study) -> str:
     """The results table and warm-start picks as Markdown, for the dashboard's study note."""
     lines = ["## svmhpo results", ""]
@@ -119,6 +138,7 @@ def results_markdown(study: optuna.Study) -> str:
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     else:
         lines.append("No trial has completed yet.")
+    lines += _folds_markdown(study)
     final = records.final(study)
     if final:
         where = final.get("model_path") or "in the study's database"

@@ -106,6 +106,9 @@ WORKER = "worker"
 DIVERGED = "diverged"
 SOURCE = "source"
 WARM_START_SOURCE = "warm_start"
+#: a cross-validated trial's fold accuracies and their standard deviation (svmhpo.svm.folds)
+CV_SCORES = "cv_scores"
+CV_STD = "cv_std"
 # trial system attributes written by Optuna
 FAILED_TRIAL = "failed_trial"
 FAIL_REASON = "fail_reason"

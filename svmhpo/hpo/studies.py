@@ -249,8 +249,10 @@ def run_config(
     *,
     trials: int | None = None,
     batch_trials: int | None = None,
+    cv: int | None = None,
 ) -> StudyConfig:
-    """The config a run of study ``name`` uses, with this run's ``trials`` and ``batch_trials``.
+    """The config a run of study ``name`` uses, with this run's ``trials`` and ``batch_trials``
+    (and ``cv``, which is the study's: a study that exists with another is refused).
 
     With a ``config`` (a TOML path or a shipped config's name) it is that file's (and a study
     that exists with another config is refused when the run starts). Without one, an existing
@@ -265,10 +267,10 @@ def run_config(
             study = None
         if study is not None:
             return study_config(study).replace(
-                trials=trials, training={"batch_trials": batch_trials} if batch_trials else None
+                trials=trials, cv=cv, training={"batch_trials": batch_trials} if batch_trials else None
             )
     return load_config(config).replace(
-        name=name, trials=trials, training={"batch_trials": batch_trials} if batch_trials else None
+        name=name, trials=trials, cv=cv, training={"batch_trials": batch_trials} if batch_trials else None
     )
 
 
@@ -298,6 +300,15 @@ def model_state(study: StudyHandle) -> tuple[str, str | None]:
     return ("live" if artifact_id in live and present else "missing"), path
 
 
+def _best_record(best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The best trial as :func:`summary` gives it: number, value, parameters, and a cross-validated
+    trial's fold scores and their standard deviation (its value is their mean)."""
+    record: dict[str, Any] = {"trial": best.number, "val_acc": best.value, "params": best.params}
+    if records.CV_SCORES in best.user_attrs:
+        record |= {"cv_scores": best.user_attrs[records.CV_SCORES], "cv_std": best.user_attrs.get(records.CV_STD)}
+    return record
+
+
 def summary(study: StudyHandle) -> dict[str, Any]:
     """The best trial, its test result, the baseline and the trial counts, as JSON-ready data.
 
@@ -325,7 +336,7 @@ def summary(study: StudyHandle) -> dict[str, Any]:
             "running": counts.running,
             "waiting": counts.waiting,
         },
-        "best": None if best is None else {"trial": best.number, "val_acc": best.value, "params": best.params},
+        "best": None if best is None else _best_record(best),
         "final": final,
         "baseline": records.baseline(attrs),
         "warm_start": records.warm_start(attrs) or {},

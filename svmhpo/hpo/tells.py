@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.hpo.handle import StudyHandle, trial_id
 from svmhpo.hpo.resilience import retried
+from svmhpo.hpo.starts import upsert_attrs
 
 __all__ = ["as_running", "tell_many"]
 
@@ -35,6 +36,7 @@ def tell_many(
     told: Sequence[tuple[optuna.Trial, TrialState | None, float | None]],
     curves: Mapping[int, Mapping[int, float]] | None = None,
     started: datetime.datetime | None = None,
+    user_attrs: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[FrozenTrial]:
     """Tell each ``(trial, state, value)`` (``state`` ``None``: COMPLETE with ``value``, or FAIL
     if it is NaN; PRUNED takes the trial's last intermediate value from ``curves``, by trial id)
@@ -44,10 +46,17 @@ def tell_many(
     was asked, and a batch's members are asked one after another before they train together: the
     first one's duration counted every later one's sampling, the last one's hardly any of its
     training.
+
+    ``user_attrs`` (by trial id): attributes set on the trials in the same write (a
+    cross-validated trial's fold scores).
     """
     if not told:
         return []
+    user_attrs = user_attrs or {}
     if not isinstance(study.storage, RDBStorage):
+        for trial, _, _ in told:
+            for key, value in user_attrs.get(trial_id(trial), {}).items():
+                trial.set_user_attr(key, value)
         return [study.tell(trial, value, state=state, skip_if_finished=True) for trial, state, value in told]
     curves = curves or {}
     rows: list[tuple[int, TrialState, list[float] | None]] = []
@@ -57,7 +66,7 @@ def tell_many(
         frozen = as_running(trial, curves.get(tid, {}))
         study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state, values)
         rows.append((tid, state, values))
-    retried(study.storage, "tell_many", lambda: _write(study.storage, rows, started))
+    retried(study.storage, "tell_many", lambda: _write(study.storage, rows, started, user_attrs))
     study._thread_local.cached_all_trials = None  # as Optuna's tell: the trials' cache is stale now
     stored = {t.number: t for t in study.get_trials(deepcopy=False)}
     return [copy.deepcopy(stored[trial.number]) for trial, _, _ in told]
@@ -100,7 +109,10 @@ def as_running(
 
 
 def _write(
-    storage: RDBStorage, rows: list[tuple[int, TrialState, list[float] | None]], started: datetime.datetime | None
+    storage: RDBStorage,
+    rows: list[tuple[int, TrialState, list[float] | None]],
+    started: datetime.datetime | None,
+    user_attrs: Mapping[int, Mapping[str, Any]],
 ) -> None:
     """One transaction on Optuna's tables: the trials' states, their values (one insert), their new
     states (one update per state). A trial already finished (failed as stale elsewhere, or told
@@ -125,6 +137,9 @@ def _write(
                 values.append({"trial_id": tid, "objective": objective, "value": number, "value_type": kind})
         if values:
             conn.execute(sqlalchemy.insert(stored), values)
+        for tid, _, _ in live:
+            if user_attrs.get(tid):
+                upsert_attrs(conn, models.TrialUserAttributeModel, tid, dict(user_attrs[tid]))
         now = datetime.datetime.now()
         for state in {state for _, state, _ in live}:
             ids = [tid for tid, s, _ in live if s == state]

@@ -37,13 +37,14 @@ import torch
 from torch import Tensor, nn
 
 from svmhpo.svm.data import DeviceData, TensorBatches
+from svmhpo.svm.folds import FoldedFit, make_folds
 from svmhpo.svm.members import MemberWatch, Watching
 from svmhpo.svm.model import LinearSVM
 from svmhpo.svm.optim import SCHEDULE_POWER
 from svmhpo.svm.params import OPTIMIZERS, FitSettings, SVMParams
-from svmhpo.svm.training import quiet_trainer, train_loader
+from svmhpo.svm.training import MAX_CHUNK_SAMPLES, quiet_trainer, train_loader
 
-__all__ = ["BatchedSVMModule", "StackedOptimizer", "fit_batch"]
+__all__ = ["BatchedSVMModule", "StackedOptimizer", "fit_batch", "fit_folds"]
 
 _FIT = FitSettings()
 #: torch.optim's defaults for the Adam family and ASGD, which the single-member fit uses.
@@ -196,13 +197,19 @@ class BatchedSVMModule(pl.LightningModule):
         *,
         batch_size: int = _FIT.batch_size,
         steps_per_epoch: int = 1,
+        held_out: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not members:
             raise ValueError("a batch needs at least one member")
+        if held_out is not None and len(held_out) != len(members):
+            raise ValueError(f"held_out needs one fold per member: {len(held_out)} for {len(members)}")
         FitSettings(batch_size=batch_size)
         self.automatic_optimization = False
         self.members = tuple(members)
+        #: Each member's held-out fold (:mod:`svmhpo.svm.folds`): batches then carry each sample's
+        #: fold, a member trains on the others and is validated on its own. ``None``: no folds.
+        self.held_out = None if held_out is None else tuple(held_out)
         self.n_classes = init.n_classes
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
@@ -278,6 +285,8 @@ class BatchedSVMModule(pl.LightningModule):
 
         self._margin = column([m.margin for m in live])
         self._C = column([m.C for m in live]).view(-1)
+        if self.held_out is not None:
+            self._held_out = torch.tensor([self.held_out[i] for i in self.live], device=device).view(-1, 1)
         self._squared = column([m.squared for m in live], torch.bool)
         self._ovr = column([m.strategy == "one_vs_rest" for m in live], torch.bool)
         self._any_squared, self._all_squared = bool(self._squared.any()), bool(self._squared.all())
@@ -308,7 +317,7 @@ class BatchedSVMModule(pl.LightningModule):
         k = len(self.live)
         return torch.addmm(b, x, W.T).view(len(x), k, -1).transpose(0, 1)
 
-    def member_losses(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def member_losses(self, logits: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Each live member's own mean hinge loss ``(K,)`` and its gradient w.r.t. the logits ``(K, N, outputs)``.
 
         The gradient is written out rather than left to autograd, which cost 0.4 ms per update
@@ -317,14 +326,26 @@ class BatchedSVMModule(pl.LightningModule):
         :class:`~svmhpo.svm.losses.BinaryHingeLoss`, value for value: ``C/N`` per sample, times
         ``2ξ`` when squared, where the pre-clamp slack is ``≥ 0`` (``clamp_min``'s rule); the
         max over other classes shares its gradient evenly among ties (``amax``'s rule).
+
+        ``mask`` ``(K, N)`` (fold members): each member's loss is the mean over its own samples
+        (``True``), the others weighted zero.
         """
-        n = y.shape[0]
-        coef = (self._C / n).view(-1, 1)  # autograd: C, then mean's 1/N
+        if mask is None:
+            n = y.shape[0]
+            coef = (self._C / n).view(-1, 1)  # autograd: C, then mean's 1/N
+            weight = None
+        else:
+            weight = mask.to(logits.dtype) / mask.sum(dim=1, keepdim=True).clamp_min(1)
+            coef = self._C.view(-1, 1) * weight
+
+        def mean(value: Tensor) -> Tensor:
+            return value.mean(dim=1) if weight is None else (value * weight).sum(dim=1)
+
         if self.n_classes == 2:
             sign = (y * 2 - 1).to(logits.dtype)
             pre = self._margin - sign * logits.squeeze(-1)
             value, d_pre = self._hinge(pre, self._squared, coef)
-            return self._C * value.mean(dim=1), (-sign * d_pre).unsqueeze(-1)
+            return self._C * mean(value), (-sign * d_pre).unsqueeze(-1)
         is_true = torch.nn.functional.one_hot(y, logits.shape[-1]).to(torch.bool)
         value = grad = None
         if not self._all_ovr:
@@ -345,7 +366,7 @@ class BatchedSVMModule(pl.LightningModule):
             else:
                 value = torch.where(self._ovr, ovr_value, value)
                 grad = torch.where(self._ovr.unsqueeze(-1), ovr_grad, grad)
-        return self._C * value.mean(dim=1), grad
+        return self._C * mean(value), grad
 
     def _hinge(self, pre: Tensor, squared: Tensor, coef: Tensor) -> tuple[Tensor, Tensor]:
         """Slack ``ξ = [pre]₊`` (squared where asked) and its gradient ``coef·(1 or 2ξ)·[pre ≥ 0]``."""
@@ -362,12 +383,14 @@ class BatchedSVMModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         if not self.live:
             return None
-        x, y = batch
+        x, y, *fold = batch
         optimizer = self.optimizers()
         losses = []
+        folds = fold[0].split(self.batch_size) if fold else [None] * -(-len(x) // self.batch_size)
         with torch.no_grad():
-            for xb, yb in zip(x.split(self.batch_size), y.split(self.batch_size), strict=True):
-                member, grad = self.member_losses(self(xb), yb)
+            for xb, yb, fb in zip(x.split(self.batch_size), y.split(self.batch_size), folds, strict=True):
+                mask = None if fb is None else fb.view(1, -1) != self._held_out
+                member, grad = self.member_losses(self(xb), yb, mask)
                 self._set_grads(xb, grad)
                 optimizer.step()
                 losses.append(member)
@@ -407,9 +430,15 @@ class BatchedSVMModule(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         if not self.live:
             return
-        x, y = batch
-        correct = (self.predict_members(x) == y).sum(dim=1).tolist()  # k/N exactly, as SVMModule logs it
-        self._val_acc = {member: k / len(y) for member, k in zip(self.live, correct, strict=True)}
+        x, y, *fold = batch
+        right = self.predict_members(x) == y
+        if fold:  # each fold member on its held-out fold
+            own = fold[0].view(1, -1) == self._held_out
+            correct, total = (right & own).sum(dim=1).tolist(), own.sum(dim=1).tolist()
+        else:
+            correct, total = right.sum(dim=1).tolist(), [len(y)] * len(self.live)
+        # k/N exactly, as SVMModule logs it
+        self._val_acc = {member: k / n for member, k, n in zip(self.live, correct, total, strict=True)}
 
     def member_state(self, member: int, *, averaged: bool = True) -> dict[str, Tensor]:
         """The weight and bias of a live member (ASGD: the averaged iterate), as a LinearSVM holds them."""
@@ -476,3 +505,45 @@ def fit_batch(
     with quiet_trainer(epochs, callbacks=callbacks) as trainer:
         trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
     return module, trainer
+
+
+def fit_folds(
+    members: Sequence[SVMParams],
+    data: DeviceData,
+    *,
+    k: int,
+    fold_seed: int,
+    epochs: int = _FIT.epochs,
+    batch_size: int = _FIT.batch_size,
+    seed: int = 0,
+    callbacks: Sequence[pl.Callback] = (),
+    watch: MemberWatch | None = None,
+) -> tuple[FoldedFit, pl.Trainer]:
+    """Train each of ``members`` on ``k`` folds of ``data``'s training and validation samples
+    (:func:`~svmhpo.svm.folds.make_folds` with ``fold_seed``), all ``len(members)·k`` fold members
+    side by side in one fit, and return the fit as its trials (:class:`~svmhpo.svm.folds.FoldedFit`).
+
+    Every fold member starts from the weights a fit with ``seed`` starts from and walks the same
+    shuffle of all the samples, its held-out fold weighted zero (see :mod:`svmhpo.svm.folds`).
+    """
+    folds = make_folds(data, k, fold_seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        init = LinearSVM(data.n_features, data.n_classes)
+    n = len(folds.x)
+    module = BatchedSVMModule(
+        [m for m in members for _ in range(k)],
+        init,
+        batch_size=batch_size,
+        steps_per_epoch=-(-n // batch_size),
+        held_out=[fold for _ in members for fold in range(k)],
+    )
+    fit = FoldedFit(module, len(members), k)
+    chunk = max(1, min(batch_size * max(1, MAX_CHUNK_SAMPLES // batch_size), n))
+    train = TensorBatches(folds.x, folds.y, chunk, shuffle=True, seed=seed, fold=folds.fold)
+    val = TensorBatches(folds.x, folds.y, n, fold=folds.fold)
+    if watch is not None:
+        callbacks = [*callbacks, Watching(watch, fit)]
+    with quiet_trainer(epochs, callbacks=callbacks) as trainer:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    return fit, trainer

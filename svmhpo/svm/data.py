@@ -428,11 +428,20 @@ class TensorBatches:
     """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        fold: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive; got {batch_size}")
         self.x, self.y = x, y
+        #: Each sample's fold (:mod:`svmhpo.svm.folds`): batches are then ``(x, y, fold)``.
+        self.fold = fold
         self.batch_size = batch_size
         self.shuffle = shuffle
         self._generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -442,10 +451,9 @@ class TensorBatches:
 
     def __iter__(self):
         n = len(self.x)
+        tensors = (self.x, self.y) if self.fold is None else (self.x, self.y, self.fold)
         if self.shuffle:
             order = torch.randperm(n, generator=self._generator).to(self.x.device)
-            x, y = self.x[order], self.y[order]
-        else:
-            x, y = self.x, self.y
+            tensors = tuple(t[order] for t in tensors)
         for start in range(0, n, self.batch_size):
-            yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+            yield tuple(t[start : start + self.batch_size] for t in tensors)

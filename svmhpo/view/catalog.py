@@ -45,9 +45,11 @@ def list_studies(url: str | None = None) -> list[dict[str, Any]]:
 
 
 def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
-    """Every trial of study ``name``: number, state, value, epochs run, parameters, seed, worker, times."""
+    """Every trial of study ``name``: number, state, value (and, cross-validated, the fold scores and
+    their standard deviation), epochs run, parameters, seed, worker, times."""
     study = read_study(name, url)
     names = sorted({key for t in study.get_trials(deepcopy=False) for key in t.params})
+    folded = any(records.CV_SCORES in t.user_attrs for t in study.get_trials(deepcopy=False))
     rows = []
     for t in study.get_trials(deepcopy=False):
         done, start = t.datetime_complete, t.datetime_start
@@ -57,6 +59,7 @@ def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
                 "number": t.number,
                 "state": t.state.name,
                 "value": t.value,
+                **(_folds(t) if folded else {}),
                 "epochs": len(t.intermediate_values),
                 **{key: t.params.get(key) for key in names},
                 "seed": records.stored_seed(t),
@@ -67,6 +70,11 @@ def list_trials(name: str, url: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _folds(trial) -> dict[str, Any]:
+    """A cross-validated trial's fold scores and their standard deviation (its value is their mean)."""
+    return {"cv_scores": trial.user_attrs.get(records.CV_SCORES), "cv_std": trial.user_attrs.get(records.CV_STD)}
 
 
 def write_study_report(

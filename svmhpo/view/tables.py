@@ -26,6 +26,8 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list):  # a cross-validated trial's fold scores
+        return " ".join(_cell(v) for v in value)
     return str(value)
 
 
