@@ -40,6 +40,7 @@ def run(source: str, trials: int, seed: int, cv: int) -> dict:
     text = bundled_config("digits").read_text()
     text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", text)
     text = re.sub(r'(?m)^source = ".*"', f'source = "{source}"', text)
+    text = re.sub(r"(?m)^cv = \d+", "cv = 1", text)  # the shipped config's k: --cv below sets it
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "study.toml"
         config.write_text(text)
