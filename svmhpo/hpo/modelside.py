@@ -97,7 +97,7 @@ def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceDat
             f"{d.source}: no such file on this host (the [data] source of {config.path}); "
             "every worker needs the data file at this path"
         )
-    return prepare_data(
+    data = prepare_data(
         d.source,
         val_size=d.val_size,
         test_size=d.test_size,
@@ -106,6 +106,11 @@ def load_study_data(config: StudyConfig, device: str | None = None) -> DeviceDat
         device=device or training_device(),
         table=table_format(config),
     )
+    if config.cv > 1:  # made now (and kept for the fits): a class too rare for k folds is one line here
+        from svmhpo.svm.folds import make_folds
+
+        make_folds(data, config.cv, config.seed)
+    return data
 
 
 def table_format(config: StudyConfig) -> TableFormat:

@@ -72,6 +72,7 @@ def make_folds(data: DeviceData, k: int, seed: int) -> Folds:
     counts = np.bincount(labels, minlength=data.n_classes)
     if counts.min() < k:
         rare = data.classes[int(counts.argmin())]
+        rare = rare.item() if isinstance(rare, np.generic) else rare  # 2 or 'cat', not np.int64(2)
         raise DataError(
             f"cv = {k} needs at least {k} samples of each class in the training and validation splits; "
             f"class {rare!r} of {data.name} has {int(counts.min())}"

@@ -57,3 +57,19 @@ def test_a_cross_validated_study_scores_each_trial_on_its_folds(
     assert main(["run", "--config", str(config), "--storage", url, "--cv", "5", "--trials", "10"]) != 0
     err = capsys.readouterr().err
     assert "cv" in err and "Traceback" not in err
+
+
+def test_a_class_too_rare_for_k_folds_is_one_line_before_any_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text('[study]\nname = "tiny"\ntrials = 4\n[data]\nsource = "synthetic:40x4x2"\n')
+    url = f"sqlite:///{tmp_path / 'tiny.db'}"
+    assert main(["run", "--config", str(config), "--storage", url, "--cv", "20", "--no-warm-start"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "svmhpo: error: cv = 20 needs at least 20 samples of each class in the training and validation "
+        "splits; class 0 of synthetic:40x4x2 has 16"
+    ), err
+    assert main(["studies", "--storage", url]) == 0
+    assert "(none)" in capsys.readouterr().out  # no study was created
