@@ -45,6 +45,21 @@ def _timed(command: list[str], env: dict) -> tuple[float, str]:
     return time.perf_counter() - start, out.stdout
 
 
+def run_fresh(text: str, args: list[str], read=None) -> tuple[float, dict, object]:
+    """``svmhpo run`` on the config ``text`` with ``args``, in a fresh process, SQLite file and
+    ``SVMHPO_HOME``: its wall time (imports included), its ``--json`` summary, and ``read(url)``
+    of the study's storage before the files go."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "study.toml"
+        config.write_text(text)
+        url = f"sqlite:///{Path(tmp) / 'study.db'}"
+        env = dict(os.environ, SVMHPO_HOME=tmp)
+        env.pop("SVMHPO_STORAGE", None)
+        command = [sys.executable, "-m", "svmhpo", "run", "--config", str(config), "--storage", url]
+        seconds, out = _timed([*command, *args, "--json", "--quiet"], env)
+        return seconds, json.loads(out), None if read is None else read(url)
+
+
 def svmhpo_run(trials: int, seed: int, batch_trials: int, batch_pruning: str | None = None) -> dict:
     """``svmhpo run`` on the bundled digits config with ``seed``, in a fresh process and SQLite file."""
     text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", bundled_config("digits").read_text())
@@ -54,17 +69,8 @@ def svmhpo_run(trials: int, seed: int, batch_trials: int, batch_pruning: str | N
     if batch_pruning is not None:
         text = re.sub(r"(?m)^batch_pruning = .*\n", "", text)
         text = re.sub(r"(?m)^(batch_trials = .*)$", rf'\1\nbatch_pruning = "{batch_pruning}"', text)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "digits.toml"
-        config.write_text(text)
-        url = f"sqlite:///{Path(tmp) / 'study.db'}"
-        env = dict(os.environ, SVMHPO_HOME=tmp)
-        env.pop("SVMHPO_STORAGE", None)
-        command = [sys.executable, "-m", "svmhpo", "run", "--config", str(config), "--trials", str(trials)]
-        command += ["--storage", url, "--batch-trials", str(batch_trials), "--json", "--quiet"]
-        seconds, out = _timed(command, env)
-        epochs = epochs_trained(url, "digits")
-    summary = json.loads(out)
+    args = ["--trials", str(trials), "--batch-trials", str(batch_trials)]
+    seconds, summary, epochs = run_fresh(text, args, lambda url: epochs_trained(url, "digits"))
     return {
         "seconds": seconds,
         "best_val_acc": summary["best"]["val_acc"],

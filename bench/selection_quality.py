@@ -15,18 +15,13 @@ and the wall time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import optuna
 
+from bench.digits_study import run_fresh
 from svmhpo.hpo.config import bundled_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,21 +36,13 @@ def run(source: str, trials: int, seed: int, cv: int) -> dict:
     text = re.sub(r"(?m)^seed = \d+", f"seed = {seed}", text)
     text = re.sub(r'(?m)^source = ".*"', f'source = "{source}"', text)
     text = re.sub(r"(?m)^cv = \d+", "cv = 1", text)  # the shipped config's k: --cv below sets it
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "study.toml"
-        config.write_text(text)
-        url = f"sqlite:///{Path(tmp) / 'study.db'}"
-        env = dict(os.environ, SVMHPO_HOME=tmp)
-        env.pop("SVMHPO_STORAGE", None)
-        command = [sys.executable, "-m", "svmhpo", "run", "--config", str(config), "--trials", str(trials)]
-        command += ["--storage", url, "--cv", str(cv), "--json", "--quiet"]
-        start = time.perf_counter()
-        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-        seconds = time.perf_counter() - start
+
+    def completed(url: str) -> list[float]:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.load_study(study_name="digits", storage=url)
-        values = [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
-    summary = json.loads(out)
+        return [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+
+    seconds, summary, values = run_fresh(text, ["--trials", str(trials), "--cv", str(cv)], completed)
     best = max(values)
     return {
         "seconds": seconds,

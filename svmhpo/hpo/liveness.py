@@ -26,6 +26,7 @@ import sqlalchemy
 
 from svmhpo.hpo.handle import trial_id
 from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
+from svmhpo.hpo.resilience import retried
 from svmhpo.hpo.storage import is_transaction_pooled
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "BUDGET_LOCK_WAIT_S",
     "FINALIZE_LOCK_WAIT_S",
     "Heartbeats",
+    "HeldLock",
     "adopt_orphans",
     "budget_lock",
     "fail_dead_local_trials",
@@ -132,22 +134,54 @@ BUDGET_LOCK_WAIT_S = 300.0
 FINALIZE_LOCK_WAIT_S = 3600.0
 
 
+class HeldLock:
+    """A study lock as :func:`study_lock` yields it: true while held, and re-taken by :meth:`ensure`
+    when the connection that held it died (a PostgreSQL restart frees every advisory lock)."""
+
+    def __init__(self, held: bool, conn: sqlalchemy.Connection | None = None, retake=None) -> None:
+        self._held = held
+        self.conn = conn
+        self._retake = retake
+
+    def __bool__(self) -> bool:
+        return self._held
+
+    def ensure(self) -> bool:
+        """Before a step that needs the lock: check its connection (one ``SELECT 1`` in its open
+        transaction); if the connection is gone, take the lock again on a new one, waiting out an
+        outage as the storage's calls do. Returns whether the lock is held."""
+        if self.conn is None or self._retake is None:
+            return self._held
+        try:
+            self.conn.execute(sqlalchemy.text("SELECT 1"))
+            return True
+        except sqlalchemy.exc.SQLAlchemyError:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                self.conn.close()
+        self.conn = self._retake()
+        self._held = self.conn is not None
+        return self._held
+
+
 @contextlib.contextmanager
-def budget_lock(study: StudyHandle) -> Iterator[bool]:
+def budget_lock(study: StudyHandle) -> Iterator[HeldLock]:
     """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
 
     Workers that count the study's finished and running trials and then ask for one, side by
     side, could both see room for the last trial and overshoot the budget. Under this lock the
     two steps are one. A lock that cannot be taken (see :func:`study_lock`) within
     :data:`BUDGET_LOCK_WAIT_S` is gone without: the budget may then be overshot by one trial per
-    worker (a database that cannot take the lock).
+    worker (a database that cannot take the lock). A caller that holds it across several steps
+    calls :meth:`HeldLock.ensure` before each: a database restart frees the lock with its
+    connection, and a holder that went on without it let another worker ask beside it (the
+    compose test's budget of 60 overshot by a trial, left WAITING when its worker was killed).
     """
     with study_lock(study, "budget", BUDGET_LOCK_WAIT_S) as held:
         yield held
 
 
 @contextlib.contextmanager
-def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool]:
+def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[HeldLock]:
     """Hold the study's ``purpose`` lock (``budget`` or ``finalize``) in the block; yield whether it is held.
 
     PostgreSQL: an advisory lock on a connection of its own (released by the server if that
@@ -163,7 +197,7 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
         try:
             handle = open(Path(engine.url.database).with_suffix(suffix), "a")
         except OSError:  # a read-only folder: nothing can be written there anyway
-            yield False
+            yield HeldLock(False)
             return
         with handle:
             deadline = time.monotonic() + wait_s
@@ -173,43 +207,61 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[bool
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        yield False
+                        yield HeldLock(False)
                         return
                     time.sleep(0.01)
             try:
-                yield True
+                yield HeldLock(True)  # a file lock dies only with its process
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
     if backend != "postgresql":
-        yield False
+        yield HeldLock(False)
         return
     key = {"c": ADVISORY_LOCK_CLASS[purpose], "s": study.id}
     pooled = is_transaction_pooled(study.storage)
     take = _polled_take if pooled else _queued_take
-    conn = None
-    try:
-        conn = engine.connect()
-        if not take(conn, key, wait_s):
-            conn.close()
-            conn = None
-    except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait), or the wait ran out
-        if conn is not None:
-            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                conn.close()
+
+    def connect_and_take() -> sqlalchemy.Connection | None:
         conn = None
+        try:
+            conn = engine.connect()
+            if not take(conn, key, wait_s):
+                conn.close()
+                conn = None
+        except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait), or the wait ran out
+            if conn is not None:
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    conn.close()
+            conn = None
+        return conn
+
+    def retake() -> sqlalchemy.Connection | None:
+        """Take the lock again after its connection died: wait out the outage first, as the
+        storage's own calls do (its retries), then queue for the lock as at the start."""
+        with contextlib.suppress(Exception):
+            retried(study.storage, f"{purpose}_lock", lambda: engine.connect().close())
+        return connect_and_take()
+
+    conn = connect_and_take()
     if conn is None:
-        yield False
+        yield HeldLock(False)
         return
+    lock = HeldLock(True, conn, retake)
     try:
-        yield True
+        yield lock
     finally:
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            if not pooled:  # a session lock; the polled one is the transaction's and ends with it
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
-            conn.rollback()
-        with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-            conn.close()
+        if lock.conn is not None:  # none when it could not be taken again
+            _release(lock.conn, key, pooled)
+
+
+def _release(conn: sqlalchemy.Connection, key: dict[str, int], pooled: bool) -> None:
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+        if not pooled:  # a session lock; the polled one is the transaction's and ends with it
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:c, :s)"), key)
+        conn.rollback()
+    with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+        conn.close()
 
 
 def _queued_take(conn: sqlalchemy.Connection, key: dict[str, int], wait_s: float) -> bool:

@@ -297,13 +297,14 @@ class BatchObjective:
         asked: list[optuna.Trial] = []
         beat = study.storage.get_heartbeat_interval() is not None
         try:  # one read of the study per batch (hpo.batchreads)
-            with shared_reads(study, asked) as reads, budget_lock(study), warnings.catch_warnings():
+            with shared_reads(study, asked) as reads, budget_lock(study) as lock, warnings.catch_warnings():
                 # heartbeats: hpo.liveness.heartbeats
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 for _ in range(n):
                     # counted before every ask, not once per batch: a lock lost with its connection
                     # (a database restart mid-batch) let another worker ask beside this one, and a
                     # count made once overshot the budget by 4 trials (the compose test, 60 trials)
+                    lock.ensure()  # a database restart freed it with its connection: take it again
                     counts = count_states(study)
                     taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
                     if taken >= self.config.trials:  # failed trials are re-run: they do not count
