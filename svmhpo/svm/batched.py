@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from svmhpo.svm.data import DeviceData, TensorBatches
 from svmhpo.svm.folds import FoldedFit, make_folds
-from svmhpo.svm.members import MemberWatch, Watching
+from svmhpo.svm.members import MemberFit, MemberWatch, Watching
 from svmhpo.svm.model import LinearSVM
 from svmhpo.svm.optim import SCHEDULE_POWER
 from svmhpo.svm.params import OPTIMIZERS, FitSettings, SVMParams
@@ -495,16 +495,35 @@ def fit_batch(
     :class:`~svmhpo.svm.members.MemberFit`: read :attr:`~BatchedSVMModule.val_acc` after each
     validation, stop members.
     """
+    steps = -(-len(data.x_train) // batch_size)
+    module = BatchedSVMModule(members, _seeded_init(data, seed), batch_size=batch_size, steps_per_epoch=steps)
+    val = TensorBatches(data.x_val, data.y_val, len(data.x_val))
+    trainer = _train(module, train_loader(data, batch_size, seed), val, epochs, callbacks, watch, module)
+    return module, trainer
+
+
+def _seeded_init(data: DeviceData, seed: int) -> LinearSVM:
+    """The weights a single fit with ``seed`` starts from, without touching the global RNG's state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        init = LinearSVM(data.n_features, data.n_classes)
-    module = BatchedSVMModule(members, init, batch_size=batch_size, steps_per_epoch=-(-len(data.x_train) // batch_size))
-    val = TensorBatches(data.x_val, data.y_val, len(data.x_val))
+        return LinearSVM(data.n_features, data.n_classes)
+
+
+def _train(
+    module: BatchedSVMModule,
+    train: TensorBatches,
+    val: TensorBatches,
+    epochs: int,
+    callbacks: Sequence[pl.Callback],
+    watch: MemberWatch | None,
+    fit: MemberFit,
+) -> pl.Trainer:
+    """One quiet Lightning fit of ``module``, with ``watch`` told about ``fit`` (the module as its members)."""
     if watch is not None:
-        callbacks = [*callbacks, Watching(watch)]
+        callbacks = [*callbacks, Watching(watch, fit)]
     with quiet_trainer(epochs, callbacks=callbacks) as trainer:
-        trainer.fit(module, train_dataloaders=train_loader(data, batch_size, seed), val_dataloaders=val)
-    return module, trainer
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    return trainer
 
 
 def fit_folds(
@@ -527,13 +546,10 @@ def fit_folds(
     shuffle of all the samples, its held-out fold weighted zero (see :mod:`svmhpo.svm.folds`).
     """
     folds = make_folds(data, k, fold_seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        init = LinearSVM(data.n_features, data.n_classes)
     n = len(folds.x)
     module = BatchedSVMModule(
         [m for m in members for _ in range(k)],
-        init,
+        _seeded_init(data, seed),
         batch_size=batch_size,
         steps_per_epoch=-(-n // batch_size),
         held_out=[fold for _ in members for fold in range(k)],
@@ -542,8 +558,4 @@ def fit_folds(
     chunk = max(1, min(batch_size * max(1, MAX_CHUNK_SAMPLES // batch_size), n))
     train = TensorBatches(folds.x, folds.y, chunk, shuffle=True, seed=seed, fold=folds.fold)
     val = TensorBatches(folds.x, folds.y, n, fold=folds.fold)
-    if watch is not None:
-        callbacks = [*callbacks, Watching(watch, fit)]
-    with quiet_trainer(epochs, callbacks=callbacks) as trainer:
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
-    return fit, trainer
+    return fit, _train(module, train, val, epochs, callbacks, watch, fit)
