@@ -59,15 +59,15 @@ class _NoOpMembers:
         self.members = list(members)
         self.current_epoch = 0
         self._live = list(range(len(members)))
-        self._val_acc: dict[int, float] = {}
+        self._val_score: dict[int, float] = {}
 
     @property
     def live(self) -> tuple[int, ...]:
         return tuple(self._live)
 
     @property
-    def val_acc(self) -> dict[int, float]:
-        return dict(self._val_acc)
+    def val_score(self) -> dict[int, float]:
+        return dict(self._val_score)
 
     def take_diverged(self) -> dict[int, str]:
         return {}
@@ -76,7 +76,7 @@ class _NoOpMembers:
         gone = set(members)
         self._live = [i for i in self._live if i not in gone]
         for i in gone:
-            self._val_acc.pop(i, None)
+            self._val_score.pop(i, None)
 
 
 class NoOpTrainer:
@@ -100,7 +100,7 @@ class NoOpTrainer:
             if self.epoch_seconds:
                 time.sleep(self.epoch_seconds)
             module.current_epoch = epoch
-            module._val_acc = {i: noop_score(members[i].lr, epoch, epochs) for i in module.live}
+            module._val_score = {i: noop_score(members[i].lr, epoch, epochs) for i in module.live}
             if watch is not None:
                 watch.after_validation(module)
             if MARK_ENV in os.environ:  # tests: "this process is inside a fit", without polling the study
@@ -199,7 +199,7 @@ class NoOpSide(modelside.LightningSide):
     def load_data(self, config: StudyConfig):
         return super().load_data(config) if self.only_trials else NoOpData(config)
 
-    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> NoOpTrainer:
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0, metric: str = "accuracy") -> NoOpTrainer:
         return self.fit
 
     def warm_start(self, study, data, config: StudyConfig) -> dict[str, dict]:

@@ -156,8 +156,9 @@ def test_studies_and_trials_in_every_format_and_delete(tmp_path, capsys: pytest.
         "failed",
         "running",
         "budget",
-        "best_val_acc",
-        "test_acc",
+        "metric",
+        "best",
+        "test",
     ]
     name, complete, pruned, failed, running, budget = table[2].split()[:6]
     assert running == "0"

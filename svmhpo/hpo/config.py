@@ -31,6 +31,7 @@ from svmhpo.svm.params import (
     STRATEGIES,
     BatchSize,
     FitSettings,
+    Metric,
     Optimizer,
     Scaling,
     Strategy,
@@ -185,8 +186,13 @@ class StudyConfig(_Section):
         1,
         ge=1,
         le=20,
-        description="folds each trial is cross-validated on (its value the mean fold accuracy, the folds "
+        description="folds each trial is cross-validated on (its value the mean fold score, the folds "
         "trained as members of one batched fit); 1: scored on the validation split alone",
+    )
+    metric: Metric = Field(
+        "accuracy",
+        description="what a trial's validation score is, and the study maximises: accuracy, "
+        "balanced_accuracy (mean recall over the classes) or macro_f1 (mean F1 over the classes)",
     )
     heartbeat_interval: int = Field(10, ge=1, le=3600)
     grace_period: int = Field(30, ge=2, le=86_400)

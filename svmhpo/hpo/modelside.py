@@ -11,6 +11,7 @@ no-op side, whose processes start and finish studies in about a second each.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -64,9 +65,9 @@ class ModelSide(Protocol):
         """The study's data, loaded and split once for this process, on the training device."""
         ...
 
-    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> BatchFitFn:
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0, metric: str = "accuracy") -> BatchFitFn:
         """The trainer of batches of ``batch_trials`` members (see :class:`~svmhpo.hpo.objective.BatchObjective`),
-        each cross-validated on ``cv`` folds made with ``fold_seed`` when ``cv`` > 1."""
+        each cross-validated on ``cv`` folds made with ``fold_seed`` when ``cv`` > 1, each scored by ``metric``."""
         ...
 
     def warm_start(self, study: StudyHandle, data: StudyData, config: StudyConfig) -> dict[str, dict]:
@@ -125,22 +126,21 @@ class LightningSide:
     def load_data(self, config: StudyConfig) -> DeviceData:
         return load_study_data(config)
 
-    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0) -> BatchFitFn:
+    def trainer(self, batch_trials: int, cv: int = 1, fold_seed: int = 0, metric: str = "accuracy") -> BatchFitFn:
         """The plain one-trial fit for one (it is the faster of the two there, and gives the values
         one trial per fit always gave), else the batched fit; with ``cv`` > 1, the batched fit of
-        every trial's folds (:func:`~svmhpo.svm.batched.fit_folds`), whatever the batch size."""
+        every trial's folds (:func:`~svmhpo.svm.batched.fit_folds`), whatever the batch size.
+        Each scores its members by ``metric``."""
         with ctrl_c_deferred():
             if cv > 1:
-                import functools
-
                 from svmhpo.svm.batched import fit_folds
 
-                return functools.partial(fit_folds, k=cv, fold_seed=fold_seed)
+                return functools.partial(fit_folds, k=cv, fold_seed=fold_seed, metric=metric)
             if batch_trials == 1:
                 from svmhpo.svm.members import fit_one as trainer
             else:
                 from svmhpo.svm.batched import fit_batch as trainer
-        return trainer
+        return functools.partial(trainer, metric=metric)
 
     def warm_start(self, study: StudyHandle, data: DeviceData, config: StudyConfig) -> dict[str, dict]:
         with ctrl_c_deferred():

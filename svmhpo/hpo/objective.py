@@ -147,7 +147,7 @@ class MemberPruning:
         """Report every live member's ``val_acc``, and stop and tell the ones the pruner prunes."""
         self.after_update(module)
         step = module.current_epoch
-        values = module.val_acc
+        values = module.val_score
         for member, value in values.items():
             curve = self.curves.setdefault(member, {})
             if step not in curve:  # a step keeps its first value, as trial.report does
@@ -163,7 +163,7 @@ class MemberPruning:
             gone = self.reports.flush()
         else:
             gone = set()
-        taken = [m for m in module.val_acc if self._ids[m] in gone and m not in pruned]
+        taken = [m for m in module.val_score if self._ids[m] in gone and m not in pruned]
         if pruned or taken:
             extra = fold_attrs(module)  # read before the stop drops the members' values
             module.stop(pruned + taken)
@@ -278,7 +278,7 @@ class BatchObjective:
         self.config = config
         self.data = data
         self.batch_trials = batch_trials
-        self.fit_fn = fit_fn or modelside.current().trainer(batch_trials, config.cv, config.seed)
+        self.fit_fn = fit_fn or modelside.current().trainer(batch_trials, config.cv, config.seed, config.metric)
 
     def ask(self, study: StudyHandle, n: int, *, on_ask: Callable[[int], None] | None = None) -> list[Member]:
         """Ask up to ``n`` trials (enqueued ones first) and sample each one's hyperparameters.
@@ -359,7 +359,7 @@ class BatchObjective:
                     seed=seed,
                     watch=pruning,
                 )
-                values = module.val_acc
+                values = module.val_score
                 pruning.flush()  # every member's last values in one write, then the tells in one
                 pruning.tell_all([(member, None, values[member]) for member in module.live], fold_attrs(module))
             except DatabaseUnavailable:  # nothing can be told: the next run fails these as stale

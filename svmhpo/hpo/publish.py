@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from svmhpo.hpo import records
 from svmhpo.hpo.studies import best_trial
+from svmhpo.svm.params import metric_key, metric_title
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,7 +36,7 @@ def publish(study: optuna.Study) -> None:
     """Write the study note and the LR-finder graph for the dashboard (idempotent)."""
     import optuna_dashboard  # here, not at import: the listing commands use params_text and start fast
 
-    study.set_metric_names([records.METRIC])
+    study.set_metric_names([metric_key(records.metric(study))])
     curves = records.lr_finder_curves(study)
     if curves:
         optuna_dashboard.save_plotly_graph_object(study, lr_finder_figure(curves), graph_object_id=LR_FINDER_GRAPH_ID)
@@ -83,31 +84,30 @@ def lr_finder_figure(curves: dict[str, dict]) -> go.Figure:
 
 
 def results_rows(study: optuna.Study) -> list[tuple[str, str, str, str]]:
-    """(what, val acc, test acc, details) rows of the results table."""
+    """(what, validation score, test score, details) rows of the results table, in the study's metric."""
     attrs = study.user_attrs
+    metric = records.metric(attrs)
     rows = []
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     final = records.final(attrs)
     if complete:
         best = best_trial(study)
         params = params_text(best.params)
-        test = (
-            f"{final['test_acc']:.4f} (F1 {final['test_f1']:.4f})"
-            if final and final["trial"] == best.number
-            else "not scored yet"
-        )
+        test = _test_cell(final, metric) if final and final["trial"] == best.number else "not scored yet"
         rows.append((f"best trial #{best.number} (refit on train+val)", f"{best.value:.4f}", test, params))
     base = records.baseline(attrs)
     if base:
-        rows.append(
-            (
-                base["model"],
-                f"{base['val_acc']:.4f}",
-                f"{base['test_acc']:.4f} (F1 {base['test_f1']:.4f})",
-                f"C={base['C']}",
-            )
-        )
+        val = base.get(metric_key(metric))
+        rows.append((base["model"], "-" if val is None else f"{val:.4f}", _test_cell(base, metric), f"C={base['C']}"))
     return rows
+
+
+def _test_cell(result: dict[str, Any], metric: str) -> str:
+    """A refit's or baseline's test score in ``metric``, with accuracy and macro F1 beside it."""
+    score = result.get(metric_key(metric, "test"))
+    if metric == "accuracy" or score is None:
+        return f"{result['test_acc']:.4f} (F1 {result['test_f1']:.4f})"
+    return f"{score:.4f} (accuracy {result['test_acc']:.4f})"
 
 
 def _folds_markdown(study: optuna.Study) -> list[str]:
@@ -123,7 +123,8 @@ def _folds_markdown(study: optuna.Study) -> list[str]:
     scores = best.user_attrs[records.CV_SCORES]
     return [
         "",
-        f"Each trial's validation accuracy is the mean over {len(scores)} cross-validation folds of the "
+        f"Each trial's validation {metric_title(records.metric(study))} is the mean over {len(scores)} "
+        "cross-validation folds of the "
         f"training and validation samples (the trial's `cv_scores` and `cv_std`); the best trial's folds: "
         f"{', '.join(f'{s:.4f}' for s in scores)} (std {best.user_attrs.get(records.CV_STD, 0.0):.4f}).",
     ]
@@ -134,7 +135,8 @@ def results_markdown(study: optuna.Study) -> str:
     lines = ["## svmhpo results", ""]
     rows = results_rows(study)
     if rows:
-        lines += ["| model | validation accuracy | test accuracy | parameters |", "|---|---|---|---|"]
+        title = metric_title(records.metric(study))
+        lines += [f"| model | validation {title} | test {title} | parameters |", "|---|---|---|---|"]
         lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     else:
         lines.append("No trial has completed yet.")

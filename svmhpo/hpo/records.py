@@ -8,7 +8,8 @@ functions instead of spelling the names.
 Study user attributes are what a person reads, in ``optuna studies``, in the dashboard's "Study
 User Attributes" and in ``svmhpo studies``, so each is a line or two:
 
-- ``metric``: the optimised metric's name, :data:`METRIC`;
+- ``metric``: the optimised metric's short name (``val_acc``, ``val_balanced_acc``, ``val_macro_f1``:
+  :func:`~svmhpo.svm.params.metric_key`), read back by :func:`metric`;
 - ``budget``: the trial budget (finished trials over every worker and run), which may change;
 - ``data``: the data set's name;
 - ``warm_start``: the learning rate the LR finder picked, by optimizer;
@@ -42,13 +43,12 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from svmhpo.svm.params import VAL_ACC
+from svmhpo.svm.params import METRICS, metric_key, metric_title
 
 if TYPE_CHECKING:
     from svmhpo.hpo.handle import StudyHandle
 
 __all__ = [
-    "METRIC",
     "WORKER_ID",
     "baseline",
     "budget",
@@ -62,6 +62,9 @@ __all__ = [
     "is_warm_start",
     "lr_finder_curves",
     "mark_diverged",
+    "metric",
+    "metric_key",
+    "metric_title",
     "model_artifacts",
     "retried_from",
     "set_baseline",
@@ -79,8 +82,6 @@ __all__ = [
     "warm_start",
 ]
 
-#: The metric a study maximises: the validation accuracy the module logs every epoch.
-METRIC = VAL_ACC
 #: This process's identity, stored on every trial it runs and every refit it makes.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -152,9 +153,18 @@ def stored_config(study: StudyHandle) -> dict[str, Any] | None:
 def set_config(study: StudyHandle, config: dict[str, Any]) -> None:
     """Record the config (JSON form), its budget, its data set's name and the metric on a new study."""
     _set_system_attr(study, CONFIG, config)
-    study.set_user_attr(METRIC_NAME, METRIC)
+    study.set_user_attr(METRIC_NAME, metric_key(config.get("metric", "accuracy")))
     study.set_user_attr(DATA, (config.get("data") or {}).get("source"))
     study.set_user_attr(BUDGET, config.get("trials"))
+
+
+def metric(holder: optuna.Study | Attrs) -> str:
+    """The metric the study maximises, one of :data:`~svmhpo.svm.params.METRICS` (``accuracy``
+    for a study made before ``[study] metric``, or by hand)."""
+    return _BY_KEY.get(_attrs(holder).get(METRIC_NAME), "accuracy")
+
+
+_BY_KEY = {metric_key(m): m for m in METRICS}
 
 
 def features(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
@@ -210,7 +220,8 @@ def set_warm_start(study: StudyHandle, curves: dict[str, dict]) -> None:
 
 
 def final(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
-    """The refit of the best trial: ``trial``, ``params``, ``val_acc``, ``test_acc``, ``test_f1``, model."""
+    """The refit of the best trial: ``trial``, ``params``, its validation score under the metric's
+    key (``val_acc``, …), ``test_acc``, ``test_f1``, the test score under the metric's key, model."""
     return _attrs(holder).get(FINAL)
 
 
@@ -219,7 +230,7 @@ def set_final(study: optuna.Study, result: dict[str, Any]) -> None:
 
 
 def baseline(holder: optuna.Study | Attrs) -> dict[str, Any] | None:
-    """The ``LinearSVC`` baseline: ``model``, ``C``, ``val_acc``, ``test_acc``, ``test_f1``."""
+    """The ``LinearSVC`` baseline: ``model``, ``C``, its validation and test scores as :func:`final`'s."""
     return _attrs(holder).get(BASELINE)
 
 

@@ -38,6 +38,7 @@ from svmhpo.hpo.storage import (
     set_heartbeat,
     set_outage_limit,
 )
+from svmhpo.svm.params import metric_key
 
 __all__ = [
     "FINISHED",
@@ -250,9 +251,10 @@ def run_config(
     trials: int | None = None,
     batch_trials: int | None = None,
     cv: int | None = None,
+    metric: str | None = None,
 ) -> StudyConfig:
     """The config a run of study ``name`` uses, with this run's ``trials`` and ``batch_trials``
-    (and ``cv``, which is the study's: a study that exists with another is refused).
+    (and ``cv`` and ``metric``, which are the study's: a study that exists with others is refused).
 
     With a ``config`` (a TOML path or a shipped config's name) it is that file's (and a study
     that exists with another config is refused when the run starts). Without one, an existing
@@ -267,10 +269,14 @@ def run_config(
             study = None
         if study is not None:
             return study_config(study).replace(
-                trials=trials, cv=cv, training={"batch_trials": batch_trials} if batch_trials else None
+                trials=trials, cv=cv, metric=metric, training={"batch_trials": batch_trials} if batch_trials else None
             )
     return load_config(config).replace(
-        name=name, trials=trials, cv=cv, training={"batch_trials": batch_trials} if batch_trials else None
+        name=name,
+        trials=trials,
+        cv=cv,
+        metric=metric,
+        training={"batch_trials": batch_trials} if batch_trials else None,
     )
 
 
@@ -300,10 +306,11 @@ def model_state(study: StudyHandle) -> tuple[str, str | None]:
     return ("live" if artifact_id in live and present else "missing"), path
 
 
-def _best_record(best: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """The best trial as :func:`summary` gives it: number, value, parameters, and a cross-validated
+def _best_record(best: optuna.trial.FrozenTrial, metric: str) -> dict[str, Any]:
+    """The best trial as :func:`summary` gives it: number, value (under the ``metric``'s key:
+    ``val_acc``, ``val_balanced_acc``, ``val_macro_f1``), parameters, and a cross-validated
     trial's fold scores and their standard deviation (its value is their mean)."""
-    record: dict[str, Any] = {"trial": best.number, "val_acc": best.value, "params": best.params}
+    record: dict[str, Any] = {"trial": best.number, metric_key(metric): best.value, "params": best.params}
     if records.CV_SCORES in best.user_attrs:
         record |= {"cv_scores": best.user_attrs[records.CV_SCORES], "cv_std": best.user_attrs.get(records.CV_STD)}
     return record
@@ -321,6 +328,7 @@ def summary(study: StudyHandle) -> dict[str, Any]:
     attrs = study.user_attrs
     best = best_trial(study)
     final = records.final(attrs)
+    metric = records.metric(attrs)
     if final and "model_artifact_id" in final:
         state, path = model_state(study)
         final = dict(final, model=state, model_path=path if state == "live" else None)
@@ -328,6 +336,7 @@ def summary(study: StudyHandle) -> dict[str, Any]:
             final["refit"] = refit_command(study.study_name, study.url)
     return {
         "study": study.study_name,
+        "metric": metric,
         "budget": records.budget(attrs),
         "trials": {
             "complete": counts.complete,
@@ -336,7 +345,7 @@ def summary(study: StudyHandle) -> dict[str, Any]:
             "running": counts.running,
             "waiting": counts.waiting,
         },
-        "best": None if best is None else _best_record(best),
+        "best": None if best is None else _best_record(best, metric),
         "final": final,
         "baseline": records.baseline(attrs),
         "warm_start": records.warm_start(attrs) or {},

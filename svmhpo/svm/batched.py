@@ -41,7 +41,8 @@ from svmhpo.svm.folds import FoldedFit, make_folds
 from svmhpo.svm.members import MemberFit, MemberWatch, Watching
 from svmhpo.svm.model import LinearSVM
 from svmhpo.svm.optim import SCHEDULE_POWER
-from svmhpo.svm.params import OPTIMIZERS, FitSettings, SVMParams
+from svmhpo.svm.params import METRICS, OPTIMIZERS, FitSettings, Metric, SVMParams
+from svmhpo.svm.scores import member_scores
 from svmhpo.svm.training import MAX_CHUNK_SAMPLES, quiet_trainer, train_loader
 
 __all__ = ["BatchedSVMModule", "StackedOptimizer", "fit_batch", "fit_folds"]
@@ -187,7 +188,8 @@ class BatchedSVMModule(pl.LightningModule):
     starts from (a single :class:`~svmhpo.svm.model.LinearSVM`'s, so that member ``i`` starts
     where a single fit with the same seed does). Training walks chunks in mini-batches of
     ``batch_size`` as :class:`~svmhpo.svm.model.SVMModule` does; validation records each live
-    member's accuracy in :attr:`val_acc` (with ASGD's averaged weights).
+    member's ``metric`` (one of :data:`~svmhpo.svm.params.METRICS`) in :attr:`val_score` (with
+    ASGD's averaged weights).
     """
 
     def __init__(
@@ -198,8 +200,11 @@ class BatchedSVMModule(pl.LightningModule):
         batch_size: int = _FIT.batch_size,
         steps_per_epoch: int = 1,
         held_out: Sequence[int] | None = None,
+        metric: Metric = "accuracy",
     ) -> None:
         super().__init__()
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
         if not members:
             raise ValueError("a batch needs at least one member")
         if held_out is not None and len(held_out) != len(members):
@@ -211,6 +216,7 @@ class BatchedSVMModule(pl.LightningModule):
         #: fold, a member trains on the others and is validated on its own. ``None``: no folds.
         self.held_out = None if held_out is None else tuple(held_out)
         self.n_classes = init.n_classes
+        self.metric = metric
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         weight, bias = init.linear.weight.detach(), init.linear.bias.detach()
@@ -223,7 +229,7 @@ class BatchedSVMModule(pl.LightningModule):
         self.biases = nn.ParameterList(
             [nn.Parameter(bias.expand(len(ids), *bias.shape).clone()) for _, ids in self._families]
         )
-        self._val_acc: dict[int, float] = {}
+        self._val_score: dict[int, float] = {}
         self._diverged: dict[int, str] = {}
         self._refresh_member_tensors()
 
@@ -233,8 +239,8 @@ class BatchedSVMModule(pl.LightningModule):
         return tuple(i for _, ids in self._families for i in ids)
 
     @property
-    def val_acc(self) -> dict[int, float]:
-        return dict(self._val_acc)
+    def val_score(self) -> dict[int, float]:
+        return dict(self._val_score)
 
     def take_diverged(self) -> dict[int, str]:
         diverged, self._diverged = self._diverged, {}
@@ -265,7 +271,7 @@ class BatchedSVMModule(pl.LightningModule):
                     p.data = p.data[rows]
             ids[:] = [ids[row] for row in keep]
         for i in gone:
-            self._val_acc.pop(i, None)
+            self._val_score.pop(i, None)
         self._refresh_member_tensors()
 
     def _stacked_optimizer(self) -> StackedOptimizer | None:
@@ -431,14 +437,9 @@ class BatchedSVMModule(pl.LightningModule):
         if not self.live:
             return
         x, y, *fold = batch
-        right = self.predict_members(x) == y
-        if fold:  # each fold member on its held-out fold
-            own = fold[0].view(1, -1) == self._held_out
-            correct, total = (right & own).sum(dim=1).tolist(), own.sum(dim=1).tolist()
-        else:
-            correct, total = right.sum(dim=1).tolist(), [len(y)] * len(self.live)
-        # k/N exactly, as SVMModule logs it
-        self._val_acc = {member: k / n for member, k, n in zip(self.live, correct, total, strict=True)}
+        own = fold[0].view(1, -1) == self._held_out if fold else None  # each fold member on its held-out fold
+        scores = member_scores(self.predict_members(x), y, self.n_classes, self.metric, own)
+        self._val_score = dict(zip(self.live, scores, strict=True))
 
     def member_state(self, member: int, *, averaged: bool = True) -> dict[str, Tensor]:
         """The weight and bias of a live member (ASGD: the averaged iterate), as a LinearSVM holds them."""
@@ -486,17 +487,19 @@ def fit_batch(
     seed: int = 0,
     callbacks: Sequence[pl.Callback] = (),
     watch: MemberWatch | None = None,
+    metric: Metric = "accuracy",
 ) -> tuple[BatchedSVMModule, pl.Trainer]:
     """Train ``members`` side by side on ``data``: one Lightning fit, one shuffle, shared initial weights.
 
     Every member starts from the weights a single fit with ``seed`` starts from and sees the
     samples in that fit's order, so member ``i`` ends where
     ``fit(members[i], data, seed=seed, ...)`` does. ``watch`` (or the callbacks) steer it as a
-    :class:`~svmhpo.svm.members.MemberFit`: read :attr:`~BatchedSVMModule.val_acc` after each
-    validation, stop members.
+    :class:`~svmhpo.svm.members.MemberFit`: read :attr:`~BatchedSVMModule.val_score` after each
+    validation (each member's ``metric``), stop members.
     """
     steps = -(-len(data.x_train) // batch_size)
-    module = BatchedSVMModule(members, _seeded_init(data, seed), batch_size=batch_size, steps_per_epoch=steps)
+    init = _seeded_init(data, seed)
+    module = BatchedSVMModule(members, init, batch_size=batch_size, steps_per_epoch=steps, metric=metric)
     val = TensorBatches(data.x_val, data.y_val, len(data.x_val))
     trainer = _train(module, train_loader(data, batch_size, seed), val, epochs, callbacks, watch, module)
     return module, trainer
@@ -537,6 +540,7 @@ def fit_folds(
     seed: int = 0,
     callbacks: Sequence[pl.Callback] = (),
     watch: MemberWatch | None = None,
+    metric: Metric = "accuracy",
 ) -> tuple[FoldedFit, pl.Trainer]:
     """Train each of ``members`` on ``k`` folds of ``data``'s training and validation samples
     (:func:`~svmhpo.svm.folds.make_folds` with ``fold_seed``), all ``len(members)·k`` fold members
@@ -553,6 +557,7 @@ def fit_folds(
         batch_size=batch_size,
         steps_per_epoch=-(-n // batch_size),
         held_out=[fold for _ in members for fold in range(k)],
+        metric=metric,
     )
     fit = FoldedFit(module, len(members), k)
     chunk = max(1, min(batch_size * max(1, MAX_CHUNK_SAMPLES // batch_size), n))

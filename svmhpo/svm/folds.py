@@ -1,7 +1,7 @@
 """Cross-validated trials at the cost of one fit: a trial's k folds trained as k members of a batch.
 
 With ``[study] cv = k`` a trial is scored on k stratified folds of the training and validation
-samples together, its value the mean of the k fold accuracies, as scikit-learn's searches and
+samples together, its value the mean of the k fold scores (the study's metric), as scikit-learn's searches and
 Optuna's ``OptunaSearchCV`` score a configuration. A batched fit (:mod:`svmhpo.svm.batched`)
 already trains many members on the same data tensors in one stacked update; the k folds of a
 configuration are k more members of it, each with its own held-out fold:
@@ -10,12 +10,12 @@ configuration are k more members of it, each with its own held-out fold:
   a member's loss is the mean over the mini-batch's samples *outside* its held-out fold (those
   samples are weighted zero), so it never trains on what it is scored on (tested by scrambling
   the held-out labels: the member's weights do not move);
-- its validation accuracy is over its held-out fold alone.
+- its validation score is over its held-out fold alone.
 
 A fold member's epoch is one pass over all the samples with about (k−1)/k of each mini-batch
 counting, so it makes as many updates per epoch as a holdout trial and sees (k−1)/k of the
 samples. :class:`FoldedFit` shows the fit to the study as its trials (member ``i`` of the study's
-list is folds ``i·k … i·k+k−1``): a trial's ``val_acc`` is the mean of its folds' (what pruning
+list is folds ``i·k … i·k+k−1``): a trial's score is the mean of its folds' (what pruning
 reads at each epoch), stopping a trial stops all its folds, and a fold that diverges ends its
 trial. The folds depend only on the study's seed, so every trial is scored on the same folds.
 The scaler stays fitted on the training split alone (as the holdout study's), so a fold drawn
@@ -105,9 +105,9 @@ class FoldedFit:
     def live(self) -> tuple[int, ...]:
         return tuple(sorted({member // self.k for member in self.module.live}))
 
-    def fold_acc(self) -> dict[int, list[float]]:
-        """Each live trial's fold accuracies at the last validation, in fold order."""
-        values = self.module.val_acc
+    def fold_scores(self) -> dict[int, list[float]]:
+        """Each live trial's fold scores (the fit's metric) at the last validation, in fold order."""
+        values = self.module.val_score
         return {
             trial: [values[m] for m in self._members(trial)]
             for trial in self.live
@@ -115,16 +115,16 @@ class FoldedFit:
         }
 
     @property
-    def val_acc(self) -> dict[int, float]:
-        """Each live trial's mean fold accuracy at the last validation."""
-        return {trial: statistics.fmean(scores) for trial, scores in self.fold_acc().items()}
+    def val_score(self) -> dict[int, float]:
+        """Each live trial's mean fold score at the last validation."""
+        return {trial: statistics.fmean(scores) for trial, scores in self.fold_scores().items()}
 
     def fold_attrs(self) -> dict[int, dict[str, object]]:
-        """What each live trial stores of its folds (user attributes): each fold's accuracy at
+        """What each live trial stores of its folds (user attributes): each fold's score at
         the last validation, and their standard deviation."""
         return {
             trial: {"cv_scores": [float(s) for s in scores], "cv_std": float(np.std(scores))}
-            for trial, scores in self.fold_acc().items()
+            for trial, scores in self.fold_scores().items()
         }
 
     def take_diverged(self) -> dict[int, str]:

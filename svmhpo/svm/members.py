@@ -15,10 +15,12 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import lightning.pytorch as pl
+from torch import Tensor
 
 from svmhpo.svm.data import DeviceData
-from svmhpo.svm.model import VAL_ACC, DivergedError
-from svmhpo.svm.params import FitSettings, SVMParams
+from svmhpo.svm.model import VAL_ACC, DivergedError, SVMModule
+from svmhpo.svm.params import FitSettings, Metric, SVMParams
+from svmhpo.svm.scores import member_scores
 from svmhpo.svm.training import fit
 
 __all__ = ["MemberFit", "MemberWatch", "OneMember", "Watching", "fit_one"]
@@ -27,7 +29,7 @@ _FIT = FitSettings()
 
 
 class MemberFit(Protocol):
-    """A running fit as its members: read their accuracy, stop some of them.
+    """A running fit as its members: read their validation scores, stop some of them.
 
     Members are numbered by their position in the list the fit was given.
     """
@@ -40,8 +42,8 @@ class MemberFit(Protocol):
         ...
 
     @property
-    def val_acc(self) -> dict[int, float]:
-        """Validation accuracy of each live member at the last validation."""
+    def val_score(self) -> dict[int, float]:
+        """Each live member's validation score (the fit's metric) at the last validation."""
         ...
 
     def take_diverged(self) -> dict[int, str]:
@@ -61,7 +63,7 @@ class MemberWatch(Protocol):
         ...
 
     def after_validation(self, fit: MemberFit) -> None:
-        """After every epoch's validation: :attr:`MemberFit.val_acc` holds the new values."""
+        """After every epoch's validation: :attr:`MemberFit.val_score` holds the new values."""
         ...
 
 
@@ -83,14 +85,20 @@ class Watching(pl.Callback):
 class OneMember:
     """A plain one-trial fit seen as a :class:`MemberFit` of one member (member 0).
 
-    Its ``val_acc`` is the value the fit logged (a float32 tensor, read as a float), so a trial
-    reports what a one-trial fit always reported. Stopping it asks the trainer to stop after this
-    epoch; a loss that turned NaN/inf ends the fit, and the member is then reported diverged.
+    Its accuracy is the value the fit logged (a float32 tensor, read as a float), so a trial
+    reports what a one-trial fit always reported; another ``metric`` is scored by
+    :func:`~svmhpo.svm.scores.member_scores` on ``val``'s samples after each validation. Stopping
+    it asks the trainer to stop after this epoch; a loss that turned NaN/inf ends the fit, and the
+    member is then reported diverged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metric: Metric = "accuracy", val: tuple[Tensor, Tensor] | None = None) -> None:
+        if metric != "accuracy" and val is None:
+            raise ValueError(f"scoring {metric} needs the validation samples")
         self.current_epoch = 0
         self.trainer: pl.Trainer | None = None
+        self.metric, self._val = metric, val
+        self._score: float | None = None
         self._live: tuple[int, ...] = (0,)
         self._diverged: dict[int, str] = {}
 
@@ -99,10 +107,21 @@ class OneMember:
         return self._live
 
     @property
-    def val_acc(self) -> dict[int, float]:
-        if not self._live or self.trainer is None or VAL_ACC not in self.trainer.callback_metrics:
+    def val_score(self) -> dict[int, float]:
+        if not self._live or self.trainer is None:
+            return {}
+        if self.metric != "accuracy":
+            return {} if self._score is None else {0: self._score}
+        if VAL_ACC not in self.trainer.callback_metrics:
             return {}
         return {0: float(self.trainer.callback_metrics[VAL_ACC])}
+
+    def validated(self, module: SVMModule) -> None:
+        """After a validation: score the metric that the fit does not log."""
+        if self.metric != "accuracy" and self._val is not None:
+            x, y = self._val
+            pred = module.predict_labels(x).view(1, -1)
+            (self._score,) = member_scores(pred, y, module.hparams.n_classes, self.metric)
 
     def take_diverged(self) -> dict[int, str]:
         diverged, self._diverged = self._diverged, {}
@@ -129,6 +148,8 @@ class _Tracking(Watching):
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.fit.trainer, self.fit.current_epoch = trainer, module.current_epoch
+        if not trainer.sanity_checking:
+            self.fit.validated(module)
         super().on_validation_end(trainer, module)
 
 
@@ -140,6 +161,7 @@ def fit_one(
     batch_size: int = _FIT.batch_size,
     seed: int = 0,
     watch: MemberWatch | None = None,
+    metric: Metric = "accuracy",
 ) -> tuple[OneMember, pl.Trainer | None]:
     """A batch of one trained by the plain one-trial fit (:func:`~svmhpo.svm.training.fit`).
 
@@ -148,7 +170,7 @@ def fit_one(
     member whose loss diverges is reported to ``watch`` as diverged, not raised.
     """
     (params,) = members
-    member = OneMember()
+    member = OneMember(metric, (data.x_val, data.y_val))
     callbacks = [] if watch is None else [_Tracking(watch, member)]
     try:
         _, trainer = fit(params, data, epochs=epochs, batch_size=batch_size, seed=seed, callbacks=callbacks)

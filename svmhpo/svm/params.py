@@ -19,23 +19,28 @@ from pydantic.fields import FieldInfo
 __all__ = [
     "DEFAULT_SCALING",
     "MAX_SEED",
+    "METRICS",
     "OPTIMIZERS",
     "SCALINGS",
     "STRATEGIES",
     "VAL_ACC",
     "BatchSize",
     "FitSettings",
+    "Metric",
     "Optimizer",
     "SVMParams",
     "Scaling",
     "Strategy",
     "bounds",
+    "metric_key",
+    "metric_title",
     "search_range",
 ]
 
 #: The validation metric the module logs every epoch, which a study optimises and prunes on.
 VAL_ACC = "val_acc"
 
+Metric = Literal["accuracy", "balanced_accuracy", "macro_f1"]
 Strategy = Literal["crammer_singer", "one_vs_rest"]
 Optimizer = Literal["sgd", "asgd", "adam", "adamw"]
 Scaling = Literal["standard", "minmax", "none"]
@@ -47,6 +52,23 @@ OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 #: Feature scalers fitted on the training split, and the one used unless a config or option says otherwise.
 SCALINGS: tuple[str, ...] = get_args(Scaling)
 DEFAULT_SCALING: Scaling = "standard"
+#: What a study may maximise (``[study] metric``), each as scikit-learn computes it:
+#: ``accuracy_score``, ``balanced_accuracy_score`` (mean recall over the classes present) and
+#: ``f1_score(average="macro")`` (mean F1 over the classes present in the labels or the predictions).
+METRICS: tuple[str, ...] = get_args(Metric)
+_KEYS = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1"}
+_TITLES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1"}
+
+
+def metric_key(metric: str, split: str = "val") -> str:
+    """The short name of ``metric`` on ``split`` wherever a value is printed or stored as a key:
+    ``val_acc`` (accuracy, the name studies always had), ``val_balanced_acc``, ``test_macro_f1``."""
+    return f"{split}_{_KEYS[metric]}"
+
+
+def metric_title(metric: str) -> str:
+    """The metric in words, for axis titles and sentences: ``balanced accuracy``."""
+    return _TITLES[metric]
 
 
 class _Settings(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 
 from svmhpo.hpo import records
+from svmhpo.hpo.records import metric_key
 from svmhpo.hpo.storage import open_storage
 from svmhpo.hpo.studies import count_trials, read_study, summary
 
@@ -23,12 +24,15 @@ def best_summary(name: str, url: str | None = None) -> dict[str, Any]:
 
 
 def list_studies(url: str | None = None) -> list[dict[str, Any]]:
-    """Every study in the storage with its trial counts and best value."""
+    """Every study in the storage with its trial counts, its metric, its best value and the refit's
+    test score in that metric."""
     storage = open_storage(url)
     rows = []
     for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         counts = count_trials(study)
+        metric = records.metric(s.user_attrs)
+        final = records.final(s.user_attrs) or {}
         rows.append(
             {
                 "study": s.study_name,
@@ -37,8 +41,9 @@ def list_studies(url: str | None = None) -> list[dict[str, Any]]:
                 "failed": counts.failed,
                 "running": counts.running,
                 "budget": records.budget(s.user_attrs),
-                "best_val_acc": counts.best,
-                "test_acc": (records.final(s.user_attrs) or {}).get("test_acc"),
+                "metric": metric,
+                "best": counts.best,
+                "test": final.get(metric_key(metric, "test"), final.get("test_acc")),
             }
         )
     return rows

@@ -27,7 +27,7 @@ def test_a_study_in_the_first_layout_is_read_and_continued(tmp_path: Path, study
     optuna.create_study(study_name="old", storage=url, direction="maximize")  # as 0.1.0 did
     study = read_study("old", url)
     study.set_user_attr("config", config.to_dict())
-    study.set_user_attr("metric", records.METRIC)
+    study.set_user_attr("metric", "val_acc")
     study.set_user_attr("warm_start", CURVES)
 
     assert records.budget(study) == 6 and records.budget(study.user_attrs) == 6

@@ -31,7 +31,9 @@ class Curves(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         values = (
-            module.val_acc if isinstance(module, BatchedSVMModule) else {0: float(trainer.callback_metrics["val_acc"])}
+            module.val_score
+            if isinstance(module, BatchedSVMModule)
+            else {0: float(trainer.callback_metrics["val_acc"])}
         )
         for member, value in values.items():
             self.curves.setdefault(member, []).append(value)
@@ -104,7 +106,7 @@ def test_a_stopped_member_stops_at_once_and_the_others_are_undisturbed(digits: D
     stop = StopAt(epoch=1, members=[1, 2])
     module, trainer = fit_batch(members, digits, epochs=EPOCHS, seed=SEED, callbacks=[stop])
     assert module.live == (0, 3)
-    assert set(module.val_acc) == {0, 3}
+    assert set(module.val_score) == {0, 3}
     with pytest.raises(KeyError):
         module.member_state(1)
     for i in (0, 3):

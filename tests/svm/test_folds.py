@@ -67,9 +67,9 @@ def test_a_fold_member_in_a_batch_is_the_member_alone_and_scores_its_own_fold(di
     fit, _ = fit_folds(members, digits, k=K, fold_seed=FOLD_SEED, epochs=EPOCHS, batch_size=BATCH, seed=SEED)
     folds = make_folds(digits, K, FOLD_SEED)
     assert fit.live == (0, 1, 2) and sorted(fit.module.live) == list(range(len(members) * K))
-    scores = fit.fold_acc()
+    scores = fit.fold_scores()
     for i, params in enumerate(members):
-        assert fit.val_acc[i] == pytest.approx(float(np.mean(scores[i])))
+        assert fit.val_score[i] == pytest.approx(float(np.mean(scores[i])))
         attrs = fit.fold_attrs()[i]
         assert attrs["cv_scores"] == scores[i] and attrs["cv_std"] == pytest.approx(float(np.std(scores[i])))
         for j in range(K):
@@ -120,7 +120,7 @@ def test_a_fold_member_never_trains_on_its_held_out_fold(digits: DeviceData) -> 
         clean, wrong = _alone(params, folds, 0, digits), _alone(params, scrambled, 0, digits)
         for name, value in clean.member_state(0).items():
             assert torch.equal(value, wrong.member_state(0)[name]), name  # not one bit moved
-        assert clean.val_acc[0] > 0.8 and wrong.val_acc[0] < 0.2  # scored on that fold, though
+        assert clean.val_score[0] > 0.8 and wrong.val_score[0] < 0.2  # scored on that fold, though
     # the other folds' members did train on fold 0's samples: their weights move
     assert not torch.equal(_alone(members[0], folds, 1, digits).member_state(0)["linear.weight"],
                            _alone(members[0], scrambled, 1, digits).member_state(0)["linear.weight"])  # fmt: skip
@@ -134,6 +134,6 @@ def test_the_fit_as_trials_stops_and_ends_a_trial_with_all_its_folds(digits: Dev
     diverged = fit.take_diverged()
     assert list(diverged) == [1] and diverged[1].startswith("fold ") and "training loss became" in diverged[1]
     assert fit.live == (0, 2) and set(fit.module.live) == {0, 1, 2, 6, 7, 8}  # every fold of trial 1 stopped
-    assert set(fit.val_acc) == {0, 2}
+    assert set(fit.val_score) == {0, 2}
     fit.stop([0])
     assert fit.live == (2,) and set(fit.module.live) == {6, 7, 8}
