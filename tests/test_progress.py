@@ -46,6 +46,26 @@ def test_a_finished_study_run_again_prints_no_rate_and_no_eta() -> None:
     assert out.getvalue() == ""
 
 
+def test_no_eta_until_a_tenth_of_the_run_has_finished_and_no_line_twice() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    progress = StudyProgress(200, stream=out, mode="lines", interval=5, clock=lambda: now[0])
+    for t, counts in [
+        (0, Counts(0, 0, 0, 2, 0, None)),
+        (6, Counts(0, 0, 0, 4, 0, None)),  # workers still starting: no trial finished
+        (12, Counts(0, 0, 0, 6, 0, None)),  # the same line again: not printed
+        (18, Counts(1, 2, 0, 16, 0, 0.5)),  # a batch's first pruned members: a rate, no ETA from 3 trials
+        (60, Counts(10, 20, 0, 16, 0, 0.9)),  # a tenth of the run: the ETA
+    ]:
+        now[0] = t
+        progress(counts)
+    assert out.getvalue().splitlines() == [
+        "trials 0/200: 0 complete, pruned 0, failed 0, best val_acc -; no trial finished yet",
+        "trials 3/200: 1 complete, pruned 2, failed 0, best val_acc 0.5000; 0.17 trials/s",
+        "trials 30/200: 10 complete, pruned 20, failed 0, best val_acc 0.9000; 0.50 trials/s, ETA 5:40",
+    ]
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     return dict(os.environ, SVMHPO_HOME=str(tmp_path), SVMHPO_NOOP_EPOCH_S="0.002")
 
@@ -83,6 +103,33 @@ def test_piped_run_and_worker_print_their_phases_and_counts(tmp_path: Path, stud
     assert trials == "trials: 40 of 40 finished; nothing left to run"  # no rate, no ETA
     assert not [line for line in worker.stderr.splitlines() if "ETA" in line]
     assert worker.stdout.startswith("study piped: ")  # its summary, as `run` prints it
+
+
+def test_run_with_jobs_piped_gives_an_eta_that_holds_and_no_line_twice(tmp_path: Path, study_config) -> None:
+    """Two local worker processes, stderr read as it comes: every ETA printed is within 3× (plus
+    5 s) of the time the run really took from that line to its last count line."""
+    import itertools
+    import re
+    import time
+
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    config = study_config("jobs", trials=120, epochs=10, warm=False)
+    env = dict(_env(tmp_path), SVMHPO_NOOP_EPOCH_S="0.3")
+    command = [*SVMHPO_NOOP, "run", "--config", str(config), "--storage", url, "--jobs", "2"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    seen = [(time.monotonic(), line.rstrip("\n")) for line in proc.stderr]
+    assert proc.wait(timeout=300) == 0, seen
+    counts = [(t, line) for t, line in seen if line.startswith("trials ") and "/120: " in line]
+    assert counts and counts[-1][1].startswith("trials 120/120: ") and counts[-1][1].endswith("done"), seen
+    assert "ETA ?" not in str(seen)
+    texts = [line for _, line in counts]
+    assert all(a != b for a, b in itertools.pairwise(texts)), texts  # never the same line twice
+    end = counts[-1][0]
+    etas = [(t, re.search(r"ETA (\d+):(\d+)$", line)) for t, line in counts]
+    for t, eta in etas:
+        if eta:
+            said = int(eta[1]) * 60 + int(eta[2])
+            assert said <= 3 * (end - t) + 5, (said, end - t, texts)
 
 
 def test_a_terminal_shows_a_bar_with_the_phases_above_it(tmp_path: Path, study_config, terminal) -> None:
