@@ -130,3 +130,39 @@ def test_report_renders_without_javascript_errors(browser, small_study, tmp_path
     assert len(plots) >= 8  # every panel drawn by plotly in the page
     assert _severe(browser) == []
     browser.save_screenshot(str(screenshots / "report.png"))
+
+
+#: Every text of a report section's plot (tick labels, axis titles, colour bar) as its box on the
+#: page, and the pairs of boxes that overlap by more than a pixel each way.
+_OVERLAPS = r"""
+const section = [...document.querySelectorAll('section')].find(s => s.querySelector('h2').textContent === arguments[0]);
+section.scrollIntoView();
+const boxes = [...section.querySelectorAll('.xaxislayer-above text, .yaxislayer-above text, .infolayer text')]
+  .filter(t => t.textContent.trim())
+  .map(t => { const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; })
+  .filter(b => b[3] > b[1]);
+const overlaps = [];
+for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+  const [a, b] = [boxes[i], boxes[j]];
+  const w = Math.min(a[3], b[3]) - Math.max(a[1], b[1]), h = Math.min(a[4], b[4]) - Math.max(a[2], b[2]);
+  if (w > 1 && h > 1) overlaps.push([a[0], b[0]]);
+}
+return [boxes.length, overlaps];
+"""
+
+
+def test_slice_labels_do_not_run_into_each_other(browser, small_study, tmp_path: Path, screenshots: Path) -> None:
+    """The slices, one panel per parameter, at a laptop's and a narrow window's width: no tick label
+    or axis title overlaps another (side by side at 1,000 px, 'adamw' ran into 'False' and the lr
+    ticks into each other)."""
+    url, name = small_study
+    path = write_report(read_study(name, url), tmp_path)
+    try:
+        for width in (1400, 800):
+            browser.set_window_size(width, 1000)
+            browser.get(path.as_uri())
+            texts, overlaps = wait_for(lambda: (r := browser.execute_script(_OVERLAPS, "Slices"))[0] and r)
+            assert texts >= 20 and overlaps == [], (width, overlaps)
+            browser.save_screenshot(str(screenshots / f"report-slices-{width}.png"))
+    finally:
+        browser.set_window_size(1400, 1000)
