@@ -11,7 +11,6 @@ numeric checks of every option come from the settings' one definition in
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -112,14 +111,31 @@ def _cmd_train(args: argparse.Namespace) -> ExitStatus:
         "val_acc": float(trainer.callback_metrics[VAL_ACC]),
         "test": held_out_metrics(module, data.x_test, data.y_test),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
+    _emit(
+        args,
+        result,
+        lambda: print(
             f"{data.name}: val_acc {result['val_acc']:.4f}, test_acc {result['test']['acc']:.4f}, "
             f"test_f1 {result['test']['f1']:.4f}  ({_params_line(params.as_dict())})"
-        )
+        ),
+    )
     return ExitStatus.OK
+
+
+def _fmt(args: argparse.Namespace) -> str:
+    """The output format a command was asked for: ``-f``, or ``json`` for ``--json``."""
+    return "json" if getattr(args, "json", False) else getattr(args, "format", "table")
+
+
+def _emit(args: argparse.Namespace, result: Any, table: Callable[[], None]) -> None:
+    """Print a command's result: ``table`` prints its own text, the other formats are rendered."""
+    fmt = _fmt(args)
+    if fmt == "table":
+        table()
+        return
+    from svmhpo.view.tables import render_result
+
+    sys.stdout.write(render_result(result, fmt))
 
 
 def _params_line(params: dict) -> str:
@@ -146,15 +162,17 @@ def _train_from_study(args: argparse.Namespace) -> ExitStatus:
     decoded = SVMParams(**{k: v for k, v in params.items() if k in SVMParams.model_fields})
     source = {"command": "train", "study": args.from_study, "trial": result["trial"], "test_acc": result["test_acc"]}
     _save_trained(args, module, decoded, data, source)
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-        return ExitStatus.OK
-    print(
-        f"{data.name}: trial {result['trial']} refit on train+val: test acc {result['test_acc']:.4f}, "
-        f"macro F1 {result['test_f1']:.4f}  ({_params_line(params)})"
-    )
-    if result["baseline"]:
-        _print_baseline(result["baseline"], result, result.get("metric", "accuracy"))
+
+    def table() -> None:
+        metric = result.get("metric", "accuracy")
+        print(
+            f"{data.name}: trial {result['trial']} refit on train+val: test {_test_scores(result, metric)}  "
+            f"({_params_line(params)})"
+        )
+        if result["baseline"]:
+            _print_baseline(result["baseline"], result, metric)
+
+    _emit(args, result, table)
     return ExitStatus.OK
 
 
@@ -171,11 +189,17 @@ def _cmd_export(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.tuned import export_model
 
     out = export_model(args.study_name, args.out, args.storage, force=args.force)
-    what = "a zip" if out.suffix.lower() == ".zip" else "a folder (model.json, weights.pt)"
-    print(
-        f"wrote the model of study {args.study_name!r} as {what}; predict --model and load_model take:", file=sys.stderr
-    )
-    print(out)
+    zipped = out.suffix.lower() == ".zip"
+
+    def table() -> None:
+        what = "a zip" if zipped else "a folder (model.json, weights.pt)"
+        print(
+            f"wrote the model of study {args.study_name!r} as {what}; predict --model and load_model take:",
+            file=sys.stderr,
+        )
+        print(out)
+
+    _emit(args, {"study": args.study_name, "model": str(out), "as": "zip" if zipped else "folder"}, table)
     return ExitStatus.OK
 
 
@@ -183,7 +207,7 @@ def _cmd_refit(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.hpo.service import refit_study
 
     result = refit_study(args.study_name, args.storage, on_event=lambda line: print(line, file=sys.stderr))
-    _print_summary(result, args.json)
+    _emit(args, result, lambda: _print_summary(result))
     return ExitStatus.OK
 
 
@@ -201,10 +225,8 @@ def _config(args: argparse.Namespace):
     )
 
 
-def _print_summary(result: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result, indent=2, default=str))
-        return
+def _print_summary(result: dict) -> None:
+    """A study's summary (:func:`~svmhpo.hpo.studies.summary`) as the text of ``best`` and ``run``."""
     t = result["trials"]
     running = f", {t['running']} running" if t.get("running") else ""
     print(
@@ -292,18 +314,20 @@ def _cmd_run(args: argparse.Namespace) -> ExitStatus:
         )
     finally:
         progress.close()
-    _print_summary(result, args.json)
+    _emit(args, result, lambda: _print_summary(result))
     return ExitStatus.OK
 
 
 def _cmd_init(args: argparse.Namespace) -> ExitStatus:
+    from svmhpo.hpo import records
     from svmhpo.hpo.service import init_study
 
     config = _config(args)
     study = init_study(
         config, args.storage, warm=not args.no_warm_start, on_event=lambda line: print(line, file=sys.stderr)
     )
-    print(f"study {study.study_name}: ready (budget {config.trials})")
+    result = {"study": study.study_name, "budget": config.trials, "warm_start": records.warm_start(study) or {}}
+    _emit(args, result, lambda: print(f"study {study.study_name}: ready (budget {config.trials})"))
     return ExitStatus.OK
 
 
@@ -329,7 +353,7 @@ def _cmd_worker(args: argparse.Namespace) -> ExitStatus:
         )
     finally:
         progress.close()
-    _print_summary(result, as_json=False)  # the result, as `run --quiet` prints it: --quiet drops the progress
+    _emit(args, result, lambda: _print_summary(result))  # the result, as `run --quiet` prints it
     return ExitStatus.OK
 
 
@@ -337,7 +361,7 @@ def _cmd_studies(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import list_studies
     from svmhpo.view.tables import render
 
-    sys.stdout.write(render(list_studies(args.storage), "json" if args.json else args.format))
+    sys.stdout.write(render(list_studies(args.storage), _fmt(args)))
     return ExitStatus.OK
 
 
@@ -345,7 +369,7 @@ def _cmd_trials(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import list_trials
     from svmhpo.view.tables import render
 
-    sys.stdout.write(render(list_trials(args.study_name, args.storage), args.format))
+    sys.stdout.write(render(list_trials(args.study_name, args.storage), _fmt(args)))
     return ExitStatus.OK
 
 
@@ -357,17 +381,19 @@ def _cmd_delete(args: argparse.Namespace) -> ExitStatus:
             raise SvmhpoError(f"deleting study {args.study_name!r} needs --yes when not asked at a terminal")
         answer = input(f"delete study {args.study_name!r}, its trials and its saved models? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            print("nothing deleted")
+            _emit(args, {"study": args.study_name, "deleted": False}, lambda: print("nothing deleted"))
             return ExitStatus.OK
     removed = delete_study(args.study_name, args.storage)
-    print(f"deleted study {args.study_name!r}" + (" and its model" if removed else ""))
+    text = f"deleted study {args.study_name!r}" + (" and its model" if removed else "")
+    _emit(args, {"study": args.study_name, "deleted": True, "model": bool(removed)}, lambda: print(text))
     return ExitStatus.OK
 
 
 def _cmd_best(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import best_summary
 
-    _print_summary(best_summary(args.study_name, args.storage), args.json or args.format == "json")
+    result = best_summary(args.study_name, args.storage)
+    _emit(args, result, lambda: _print_summary(result))
     return ExitStatus.OK
 
 
@@ -375,10 +401,14 @@ def _cmd_report(args: argparse.Namespace) -> ExitStatus:
     from svmhpo.view.catalog import write_study_report
 
     path = write_study_report(args.study_name, args.storage, args.out, plotlyjs=args.plotlyjs, force=args.force)
-    size = os.path.getsize(path) / 2**20
-    offline = "opens offline" if args.plotlyjs == "embed" else "loads plotly.js from its CDN"
-    print(f"wrote the report of study {args.study_name!r} ({size:.1f} MB, {offline}):", file=sys.stderr)
-    print(path)
+    size = os.path.getsize(path)
+
+    def table() -> None:
+        offline = "opens offline" if args.plotlyjs == "embed" else "loads plotly.js from its CDN"
+        print(f"wrote the report of study {args.study_name!r} ({size / 2**20:.1f} MB, {offline}):", file=sys.stderr)
+        print(path)
+
+    _emit(args, {"study": args.study_name, "report": path, "bytes": size, "plotlyjs": args.plotlyjs}, table)
     return ExitStatus.OK
 
 
@@ -437,6 +467,8 @@ EXAMPLES: dict[str, list[str]] = {
     "best": ["svmhpo best", "svmhpo best --study-name mnist -f json"],
     "predict": ["svmhpo predict --study-name digits new.csv --out labels.csv"],
     "export": ["svmhpo export --study-name digits --out model.zip"],
+    "refit": ["svmhpo refit --study-name digits          # rebuild a model deleted from the study"],
+    "delete": ["svmhpo delete --study-name old-study", "svmhpo delete --study-name old-study --yes -f json"],
     "report": [
         "svmhpo report                                # reports/digits.html",
         "svmhpo report --out r.html --plotlyjs cdn",
@@ -445,9 +477,20 @@ EXAMPLES: dict[str, list[str]] = {
     "train": ["svmhpo train --lr 0.1 --optimizer asgd --save model/", "svmhpo train --from-study digits"],
 }
 
+QUIET_HELP = "no progress output: errors and the final result only"
 STORAGE_HELP = "SQLAlchemy URL of the study storage (default: $SVMHPO_STORAGE, else a SQLite file; see README)"
 POSITIVE_INT = _checked(int, 1, True)
 POSITIVE_FLOAT = _checked(float, 0, False)
+
+
+def _format_options(parser: argparse.ArgumentParser) -> None:
+    """``-f table|json|csv|yaml`` and its ``--json`` alias, the same on every command that prints a result."""
+    from svmhpo.view.tables import FORMATS
+
+    parser.add_argument(
+        "-f", "--format", choices=FORMATS, default="table", help="output format of the result (default: %(default)s)"
+    )
+    parser.add_argument("--json", action="store_true", help="the same as -f json")
 
 
 def _output_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
@@ -462,7 +505,6 @@ def _parser() -> argparse.ArgumentParser:
     from svmhpo import __version__
     from svmhpo.hpo.config import StudyConfig, TrainingConfig
     from svmhpo.svm.params import DEFAULT_SCALING, MAX_SEED, SCALINGS, FitSettings, SVMParams
-    from svmhpo.view.tables import FORMATS
 
     debug_help = "show the traceback of an error"
     batch_help = (
@@ -514,7 +556,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the split and the fit (default: %(default)s)",
     )
-    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    _format_options(train)
     train.add_argument(
         "--from-study",
         metavar="NAME",
@@ -553,11 +595,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--force", action="store_true", help="replace an existing file, or write into a non-empty folder"
     )
+    _format_options(export)
 
     refit = command("refit", _cmd_refit, "redo a study's final refit (same seed and split) and attach its model again")
     refit.add_argument("--study-name", required=True, help="the study")
     refit.add_argument("--storage", help=STORAGE_HELP)
-    refit.add_argument("--json", action="store_true", help="print the result as JSON")
+    _format_options(refit)
 
     for name, handler, text in (
         ("run", _cmd_run, "create or continue a study and run it until its trial budget is met"),
@@ -589,12 +632,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"{StudyConfig.model_fields['metric'].description} (default: the config's [study] metric, "
             f"{StudyConfig().metric})",
         )
+        _format_options(p)
         if name == "run":
             p.add_argument("--batch-trials", type=POSITIVE_INT, metavar="K", help=batch_help)
             p.add_argument("--jobs", type=POSITIVE_INT, default=1, help="local worker processes (default: 1)")
             p.add_argument("--timeout", type=POSITIVE_FLOAT, help="stop starting trials after this many seconds")
-            p.add_argument("--json", action="store_true", help="print the result as JSON")
-            _output_options(p, "no progress output")
+            _output_options(p, QUIET_HELP)
 
     worker = command("worker", _cmd_worker, "join an existing study and run trials until its budget is met")
     worker.add_argument("--study-name", required=True, help="the study to join")
@@ -607,32 +650,28 @@ def _parser() -> argparse.ArgumentParser:
     # accepted and ignored: older scripts passed it to give each worker its own sampler seed,
     # which every trial now gets from its number (svmhpo.hpo.space.make_sampler)
     worker.add_argument("--worker-index", type=_checked(int, 0, True), help=argparse.SUPPRESS)
-    _output_options(worker, "no progress output")
+    _format_options(worker)
+    _output_options(worker, QUIET_HELP)
 
     studies = command("studies", _cmd_studies, "list the studies in a storage")
     studies.add_argument("--storage", help=STORAGE_HELP)
-    studies.add_argument(
-        "-f", "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
-    )
-    studies.add_argument("--json", action="store_true", help="the same as -f json")
+    _format_options(studies)
 
     trials = command("trials", _cmd_trials, "list a study's trials: state, value, epochs run, parameters, worker")
     trials.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     trials.add_argument("--storage", help=STORAGE_HELP)
-    trials.add_argument("-f", "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)")
+    _format_options(trials)
 
     delete = command("delete", _cmd_delete, "delete a study, its trials and its saved models")
     delete.add_argument("--study-name", required=True, help="the study")
     delete.add_argument("--storage", help=STORAGE_HELP)
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _format_options(delete)
 
     best = command("best", _cmd_best, "the best trial, its test result and the LinearSVC baseline")
     best.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
     best.add_argument("--storage", help=STORAGE_HELP)
-    best.add_argument(
-        "-f", "--format", choices=("table", "json"), default="table", help="output format (default: %(default)s)"
-    )
-    best.add_argument("--json", action="store_true", help="the same as -f json")
+    _format_options(best)
 
     report = command("report", _cmd_report, "write a self-contained HTML report of a study")
     report.add_argument("--study-name", default="digits", help="the study (default: %(default)s)")
@@ -652,6 +691,7 @@ def _parser() -> argparse.ArgumentParser:
         default="embed",
         help="embed plotly.js, so the page works offline (default), or link it from its CDN for a small file",
     )
+    _format_options(report)
 
     dash = command("dashboard", _cmd_dashboard, "serve optuna-dashboard on the study storage")
     dash.add_argument("--storage", help=STORAGE_HELP)
