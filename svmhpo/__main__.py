@@ -1,7 +1,5 @@
 """``python -m svmhpo`` is the ``svmhpo`` command."""
 
-import sys
+from svmhpo.cli import run
 
-from svmhpo.cli import main
-
-sys.exit(main())
+run()

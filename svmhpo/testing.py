@@ -25,7 +25,6 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 import zipfile
 from collections.abc import Sequence
@@ -237,4 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from svmhpo.cli import exit_now
+
+    exit_now(main())  # as the svmhpo command leaves (svmhpo.cli.run)
