@@ -276,19 +276,18 @@ def _test_scores(result: dict, metric: str) -> str:
 def _print_baseline(base: dict, final: dict | None, metric: str = "accuracy") -> None:
     """The LinearSVC baseline's test result, and which of the two won on the study's metric, in a word."""
     line = f"baseline {base['model']} C={base['C']}: test {_test_scores(base, metric)}"
-    test = metric_key(metric, "test")
-    if (final and test not in final) or (final and test not in base):
-        test = "test_acc"  # a refit or baseline stored before [study] metric
     if final:
+        test, title = metric_key(metric, "test"), metric_title(metric)
+        if test not in final or test not in base:  # a refit or baseline stored before [study] metric
+            test, title = "test_acc", "accuracy"
         gap = final[test] - base[test]
         if abs(gap) < 1e-12:
-            line += f"; a TIE with the tuned model on test {metric_title(metric)}"
+            line += f"; a TIE with the tuned model on test {title}"
         elif gap > 0:
-            line += f"; the tuned model WINS by {100 * gap:.2f} points of {metric_title(metric)}"
+            line += f"; the tuned model WINS by {100 * gap:.2f} points of {title}"
         else:
             line += (
-                f"; the BASELINE WINS by {-100 * gap:.2f} points of {metric_title(metric)}: "
-                "the tuned SVM is worse than LinearSVC here"
+                f"; the BASELINE WINS by {-100 * gap:.2f} points of {title}: the tuned SVM is worse than LinearSVC here"
             )
     print(line)
 
@@ -806,4 +805,3 @@ def exit_now(code: int) -> NoReturn:
         except (BrokenPipeError, ValueError):  # a reader that went away, or a closed stream
             pass
     os._exit(code)
-

@@ -401,3 +401,20 @@ def test_config_usage_and_study_errors_answer_before_torch_is_imported(tmp_path)
         *lines, last = done.stderr.strip().splitlines()
         assert last == f"{status} []", (argv, done.stderr)
         assert len(lines) == 1 and said in lines[0] and "Traceback" not in done.stderr, (argv, done.stderr)
+
+
+def test_the_baseline_line_names_the_winner_in_the_studys_metric(capsys: pytest.CaptureFixture[str]) -> None:
+    from svmhpo.cli import _print_baseline
+
+    base = {"model": "LinearSVC", "C": 0.1, "test_acc": 0.95, "test_f1": 0.94, "test_balanced_acc": 0.96}
+    tuned = {"test_acc": 0.96, "test_f1": 0.95, "test_balanced_acc": 0.93}
+    _print_baseline(base, tuned, "balanced_accuracy")
+    assert capsys.readouterr().out == (
+        "baseline LinearSVC C=0.1: test balanced acc 0.9600, acc 0.9500, macro F1 0.9400; the BASELINE WINS by "
+        "3.00 points of balanced accuracy: the tuned SVM is worse than LinearSVC here\n"
+    )
+    _print_baseline(base, tuned, "accuracy")
+    assert capsys.readouterr().out.endswith("; the tuned model WINS by 1.00 points of accuracy\n")
+    older = {k: v for k, v in base.items() if k != "test_balanced_acc"}  # stored before [study] metric
+    _print_baseline(older, dict(tuned, test_acc=0.95), "balanced_accuracy")
+    assert capsys.readouterr().out.endswith("; a TIE with the tuned model on test accuracy\n")
