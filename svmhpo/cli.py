@@ -276,6 +276,9 @@ def _test_scores(result: dict, metric: str) -> str:
 def _print_baseline(base: dict, final: dict | None, metric: str = "accuracy") -> None:
     """The LinearSVC baseline's test result, and which of the two won on the study's metric, in a word."""
     line = f"baseline {base['model']} C={base['C']}: test {_test_scores(base, metric)}"
+    if base.get("not_converged"):
+        values = ", ".join(f"{c:g}" for c in base["not_converged"])
+        line += f" (liblinear stopped before it converged at C = {values})"
     if final:
         test, title = metric_key(metric, "test"), metric_title(metric)
         if test not in final or test not in base:  # a refit or baseline stored before [study] metric

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 
-import optuna
 from optuna.trial import TrialState
 
 from svmhpo.hpo import records
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle
-from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials
+from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, fail_stale
 from svmhpo.hpo.studies import FINISHED, best_trial
 
 __all__ = ["elected_to_finalize", "final_is_current", "wait_for_final"]
@@ -55,7 +54,7 @@ def elected_to_finalize(study: StudyHandle, config: StudyConfig) -> bool:
     deadline = time.monotonic() + 2 * config.grace_period + config.heartbeat_interval
     adopted: set[int] = set()
     while True:
-        optuna.storages.fail_stale_trials(study)
+        fail_stale(study)
         fail_dead_local_trials(study)
         adopt_orphans(study, config.grace_period, adopted)
         trials = study.get_trials(deepcopy=False)

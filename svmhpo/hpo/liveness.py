@@ -163,6 +163,31 @@ class HeldLock:
         return self._held
 
 
+#: How long a stopping worker waits for the budget lock to put its trials back (within the grace
+#: period a stop gets): past it, it puts them back without.
+REQUEUE_LOCK_WAIT_S = 5.0
+
+
+@contextlib.contextmanager
+def requeue_lock(study: StudyHandle, wait_s: float = BUDGET_LOCK_WAIT_S) -> Iterator[HeldLock]:
+    """The budget lock, held while a trial is failed and its copy queued (WAITING).
+
+    Optuna fails a stale trial and queues its copy in two transactions. A worker counting the
+    study between them saw the trial's slot free and nothing waiting, filled the slot with a new
+    trial, and the copy was left WAITING once the budget was met (the compose test, clean-clone
+    CI, 2026-12-06). Under this lock an asker's count and ask never fall between the two.
+    """
+    with study_lock(study, "budget", wait_s) as held:
+        yield held
+
+
+def fail_stale(study: StudyHandle) -> None:
+    """Optuna's ``fail_stale_trials`` (fail trials whose heartbeat stopped, queue their copies)
+    under :func:`requeue_lock`."""
+    with requeue_lock(study):
+        optuna.storages.fail_stale_trials(study)
+
+
 @contextlib.contextmanager
 def budget_lock(study: StudyHandle) -> Iterator[HeldLock]:
     """Within the block, no other process sharing ``study`` is within its own: for count-then-ask.
@@ -359,13 +384,14 @@ def fail_dead_local_trials(study: StudyHandle) -> list[int]:
         if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
             continue
         tid = trial_id(trial)
-        try:
-            set_fail_reason_of(storage, tid, f"its worker {worker_host}:{pid} is gone")
-            storage.set_trial_state_values(tid, state=optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
-            continue
-        failed.append(trial.number)
-        callback = storage.get_heartbeat_stale_trial_callback()  # as fail_stale_trials does
-        if callback is not None:
-            callback(study, storage.get_trial(tid))
+        with requeue_lock(study):  # failed and queued again as one step for the budget's counts
+            try:
+                set_fail_reason_of(storage, tid, f"its worker {worker_host}:{pid} is gone")
+                storage.set_trial_state_values(tid, state=optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
+                continue
+            failed.append(trial.number)
+            callback = storage.get_heartbeat_stale_trial_callback()  # as fail_stale_trials does
+            if callback is not None:
+                callback(study, storage.get_trial(tid))
     return failed

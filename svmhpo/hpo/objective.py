@@ -31,7 +31,7 @@ from svmhpo.hpo import modelside, records, starts, tells
 from svmhpo.hpo.batchreads import shared_reads
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
-from svmhpo.hpo.liveness import budget_lock
+from svmhpo.hpo.liveness import REQUEUE_LOCK_WAIT_S, budget_lock, requeue_lock
 from svmhpo.hpo.reports import ReportBuffer
 from svmhpo.hpo.space import SnapshotPruner, suggest
 from svmhpo.hpo.storage import MAX_RETRY
@@ -437,7 +437,10 @@ def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str, *, release
         _release_session(study)
 
     def fail() -> None:
-        with contextlib.suppress(UpdateFinishedTrialError):
+        # a stopped worker's trial is failed and queued again under the budget lock, as one step
+        # for the other workers' counts (hpo.liveness.requeue_lock); waited for briefly, in a stop
+        lock = requeue_lock(study, REQUEUE_LOCK_WAIT_S) if reason == STOPPED else contextlib.nullcontext()
+        with lock, contextlib.suppress(UpdateFinishedTrialError):
             records.set_fail_reason(trial, reason)
             failed = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             if reason == STOPPED:

@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from svmhpo.errors import SvmhpoError
 from svmhpo.hpo import records
 from svmhpo.hpo.handle import StudyHandle
-from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, heartbeats
+from svmhpo.hpo.liveness import adopt_orphans, fail_dead_local_trials, fail_stale, heartbeats
 from svmhpo.hpo.objective import BatchObjective
 from svmhpo.hpo.studies import Counts, count_trials
 from svmhpo.interrupts import raise_if_lost
@@ -63,7 +62,7 @@ def run_trials(
     poll = min(1.0, float(config.heartbeat_interval))
     while True:
         raise_if_lost()
-        optuna.storages.fail_stale_trials(study)
+        fail_stale(study)  # under the budget lock: failed and queued again as one step
         counts = count_trials(study)
         if on_counts is not None:
             on_counts(counts)

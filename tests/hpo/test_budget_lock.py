@@ -36,3 +36,51 @@ def test_a_budget_lock_lost_in_a_restart_is_taken_again_before_the_next_ask(pg_s
         assert lock.ensure()  # taken again, on a new connection
         assert not _try_lock(dsn, study.id)
     assert _try_lock(dsn, study.id)  # and let go at the end of the block
+
+
+def test_a_trial_failed_and_queued_again_is_one_step_for_an_asking_worker(tmp_path, study_config, noop_trainer) -> None:
+    """Optuna fails a stale trial and queues its copy in two transactions. A worker that counted
+    between them saw the slot free and nothing waiting, filled it with a new trial, and the copy
+    was left WAITING once the budget was met (the compose test). Here the gap is held open for
+    4 s under ``requeue_lock`` while a worker starts: it must wait, then run the copy, and no
+    other process may take the budget lock (count and ask) meanwhile."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    from svmhpo.cli import main
+    from svmhpo.hpo.config import load_config
+    from svmhpo.hpo.liveness import requeue_lock
+    from svmhpo.hpo.space import suggest
+
+    url = f"sqlite:///{tmp_path / 'gap.db'}"
+    config = study_config("gap", trials=1, epochs=2, warm=False, batch_trials=4)
+    assert main(["init", "--config", str(config), "--storage", url]) == 0
+    study = read_study("gap", url)
+    lost = study.ask()
+    suggest(lost, load_config(config))  # the search space's parameters, as a worker asks them
+    env = dict(os.environ, SVMHPO_HOME=str(tmp_path))
+    with requeue_lock(study):
+        study.tell(lost, state=TrialState.FAIL)  # the slot is free and nothing waits: the gap
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "svmhpo.testing", "worker", "--study-name", "gap", "--storage", url, "--quiet"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(4)  # the worker starts and would count and ask now, were it not for the lock
+        probe = (
+            "from svmhpo.hpo.liveness import study_lock\n"
+            "from svmhpo.hpo.studies import read_study\n"
+            f"with study_lock(read_study('gap', {url!r}), 'budget', 1.0) as held:\n"
+            "    print(bool(held))\n"
+        )
+        asker = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+        assert asker.stdout.strip() == "False", asker.stderr  # an asker's budget lock waits for the re-queue
+        RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[lost.number])
+    assert worker.wait(timeout=120) == 0, worker.stderr.read()
+    trials = read_study("gap", url).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], trials  # the copy ran, nothing new
+    assert trials[1].params == trials[0].params
