@@ -136,6 +136,26 @@ def _around(text: str, needle: str, lines: int = 60) -> str:
     return "\n".join(rows[max(0, first - 10) : first + lines])
 
 
+def _left_behind(left: list, trials: list, logs: str) -> str:
+    """What a trial left RUNNING or WAITING at the end is: the trial it copies, with its state,
+    fail reason, worker and times, and the workers' log lines that name either."""
+    lines = []
+    for t in left:
+        origin = t.system_attrs.get("failed_trial")
+        lines.append(f"trial {t.number} {t.state.name} copies {origin} (retries {t.system_attrs.get('retry_history')})")
+        if origin is not None:
+            o = trials[origin]
+            lines.append(
+                f"  trial {origin}: {o.state.name}, fail_reason {o.user_attrs.get('fail_reason')!r}, "
+                f"worker {o.user_attrs.get('worker')}, {o.datetime_start} .. {o.datetime_complete}"
+            )
+            lines += [f"  log: {row}" for row in logs.splitlines() if f"trial {origin} " in row][:5]
+    fails = [
+        (t.number, t.user_attrs.get("fail_reason"), str(t.datetime_complete)) for t in trials if t.state.name == "FAIL"
+    ]
+    return "\n".join([*lines, f"failed trials: {fails}", f"trials: {len(trials)}"])
+
+
 def _state(container: str) -> dict:
     return json.loads(_run(["docker", "inspect", "--format", "{{json .State}}", container]))
 
@@ -253,12 +273,17 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         victim = next(c for c in workers if any(t.user_attrs.get("worker", "").startswith(host_of[c]) for t in running))
         # A crash, as an OOM kill is: SIGKILL to the worker process from outside. (`docker kill` is
         # a stop by hand, for which Docker skips the restart policy.)
-        os.kill(_state(victim)["Pid"], signal.SIGKILL)
-        killed = [
-            t.number
-            for t in _study(url).get_trials(states=(TrialState.RUNNING,))
-            if t.user_attrs.get("worker", "").startswith(host_of[victim])
-        ]
+        watched, pid = _study(url), _state(victim)["Pid"]
+
+        def victims() -> set[int]:
+            running = watched.get_trials(states=(TrialState.RUNNING,))
+            return {t.number for t in running if t.user_attrs.get("worker", "").startswith(host_of[victim])}
+
+        # the killed trials: the victim's running just before and still just after the kill (one that
+        # finished in between is not; nor one the restarted worker, same host and pid 1, started since)
+        before = victims()
+        os.kill(pid, signal.SIGKILL)
+        killed = sorted(before & victims())
 
         # every worker ends with exit 0; the killed one was restarted by its restart policy
         wait_for(lambda: _restarts(victim), 120, "the restart policy to restart the killed worker")
@@ -283,7 +308,8 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         trials = study.get_trials()
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len(finished) == TRIALS  # exactly the budget
-        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        left = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+        assert not left, _left_behind(left, trials, worker_logs)
         # three containers pulled trials (one whose trials were all stopped or killed may have finished
         # none: with batches of 16 a 60-trial study is a handful of batches), two or more finished some
         assert len({t.user_attrs["worker"].split(":")[0] for t in trials if "worker" in t.user_attrs}) >= 3
