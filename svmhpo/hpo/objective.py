@@ -392,19 +392,29 @@ class BatchObjective:
 
     @staticmethod
     def _fail(pruning: MemberPruning, group: list[Member], reason: str) -> None:
+        """Fail the members of ``group`` not yet told, with ``reason``; a stopped worker's are put back.
+
+        A stop fails and re-queues them under the budget lock (waited for briefly, as
+        :func:`_fail_trial` does): a worker counting between a member's failure and its copy's
+        queueing saw a free slot and nothing waiting, asked a new trial, and the copy was left
+        WAITING once the budget was met (the compose test's 60 finished and one WAITING).
+        """
         _release_session(pruning.study)
         _patiently(pruning.flush)  # the curves so far, in one write
-        for i, member in enumerate(group):
-            if i not in pruning.told:
+        stopped = reason == STOPPED
+        lock = requeue_lock(pruning.study, REQUEUE_LOCK_WAIT_S) if stopped else contextlib.nullcontext()
+        with lock:
+            for i, member in enumerate(group):
+                if i not in pruning.told:
 
-                def fail(i: int = i, member: Member = member) -> None:
-                    with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
-                        records.set_fail_reason(member.trial, reason)
-                    pruning.tell(i, TrialState.FAIL)
-                    if reason == STOPPED and records.fail_reason(pruning.told[i]) == STOPPED:
-                        _put_back(pruning.study, pruning.told[i])
+                    def fail(i: int = i, member: Member = member) -> None:
+                        with contextlib.suppress(UpdateFinishedTrialError):  # already failed as stale elsewhere
+                            records.set_fail_reason(member.trial, reason)
+                        pruning.tell(i, TrialState.FAIL)
+                        if stopped and records.fail_reason(pruning.told[i]) == STOPPED:
+                            _put_back(pruning.study, pruning.told[i])
 
-                _patiently(fail)
+                    _patiently(fail)
 
 
 #: The ``fail_reason`` of a trial whose worker was stopped by SIGTERM; it is put back in the queue.

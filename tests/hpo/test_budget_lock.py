@@ -84,3 +84,44 @@ def test_a_trial_failed_and_queued_again_is_one_step_for_an_asking_worker(tmp_pa
     trials = read_study("gap", url).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], trials  # the copy ran, nothing new
     assert trials[1].params == trials[0].params
+
+
+def test_a_stopped_fits_members_are_failed_and_queued_again_under_the_budget_lock(
+    tmp_path, study_config, noop_trainer, monkeypatch
+) -> None:
+    """SIGTERM mid-fit fails every member and queues its copy. Done outside the budget lock, a
+    worker counting between a member's failure and its copy saw a free slot and nothing waiting,
+    asked a new trial, and the copy was left WAITING at the end (the compose test: 60 finished, one
+    WAITING). Every copy is queued while no other process can take the lock."""
+    from optuna.trial import TrialState
+
+    from svmhpo.cli import main
+    from svmhpo.hpo import objective, records
+    from svmhpo.hpo.config import load_config
+    from svmhpo.hpo.liveness import study_lock
+    from svmhpo.interrupts import Terminated
+
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    config = study_config("stop", trials=4, epochs=2, warm=False, batch_trials=4)
+    assert main(["init", "--config", str(config), "--storage", url]) == 0
+    study = read_study("stop", url)
+    held: list[bool] = []
+    put_back = objective._put_back
+
+    def probed(study, failed) -> None:
+        with study_lock(read_study("stop", url), "budget", 0.0) as other:  # another asker, now
+            held.append(not other)
+        put_back(study, failed)
+
+    def stopped(*args, **kwargs):
+        raise Terminated
+
+    monkeypatch.setattr(objective, "_put_back", probed)
+    batch = objective.BatchObjective(load_config(config), None, batch_trials=4, fit_fn=stopped)
+    members = batch.ask(study, 4)
+    with pytest.raises(Terminated):
+        batch.run(study, members)
+    assert held == [True] * 4
+    trials = read_study("stop", url).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4 + [TrialState.WAITING] * 4
+    assert all(records.fail_reason(t) == objective.STOPPED for t in trials[:4])
