@@ -153,7 +153,12 @@ def _left_behind(left: list, trials: list, logs: str) -> str:
     fails = [
         (t.number, t.user_attrs.get("fail_reason"), str(t.datetime_complete)) for t in trials if t.state.name == "FAIL"
     ]
-    return "\n".join([*lines, f"failed trials: {fails}", f"trials: {len(trials)}"])
+    table = [
+        f"  {t.number} {t.state.name} {t.user_attrs.get('worker')} {t.datetime_start} .. {t.datetime_complete}"
+        f" copies {t.system_attrs.get('failed_trial')} {t.user_attrs.get('fail_reason') or ''}"
+        for t in trials
+    ]
+    return "\n".join([*lines, f"failed trials: {fails}", f"trials: {len(trials)}", *table])
 
 
 def _state(container: str) -> dict:
@@ -310,7 +315,7 @@ def test_compose_up_scale_three_workers_kill_one_and_down(docker_engine, standin
         study = _study(url)
         trials = study.get_trials()
         finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        assert len(finished) == TRIALS  # exactly the budget
+        assert len(finished) == TRIALS, _left_behind([], trials, worker_logs)  # exactly the budget
         left = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
         assert not left, _left_behind(left, trials, worker_logs)
         # three containers pulled trials (one whose trials were all stopped or killed may have finished

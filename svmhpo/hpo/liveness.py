@@ -183,7 +183,18 @@ def requeue_lock(study: StudyHandle, wait_s: float = BUDGET_LOCK_WAIT_S) -> Iter
 
 def fail_stale(study: StudyHandle) -> None:
     """Optuna's ``fail_stale_trials`` (fail trials whose heartbeat stopped, queue their copies)
-    under :func:`requeue_lock`."""
+    under :func:`requeue_lock`; not within a grace period of the database coming back.
+
+    No heartbeat is written while the database is away, so after an outage longer than the grace
+    period every running trial looks stale, its worker alive and training it: the first process
+    to look would fail them all and queue copies, and every worker's batch would be trained
+    twice. Once the database is back, the live workers beat within an interval; a trial still
+    silent a grace period later is stale.
+    """
+    interval = study.storage.get_heartbeat_interval()
+    back_for = getattr(study.storage, "back_for", lambda: None)()
+    if interval and back_for is not None and back_for < (study.storage.grace_period or 2 * interval):
+        return
     with requeue_lock(study):
         optuna.storages.fail_stale_trials(study)
 
@@ -211,9 +222,10 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[Held
 
     PostgreSQL: an advisory lock on a connection of its own (released by the server if that
     connection dies). SQLite: ``flock`` on a file beside the database (its processes share one
-    machine; the lock dies with its process). Other databases, a lock that cannot be taken
-    because the database is away, or one not free within ``wait_s`` seconds, yield ``False``:
-    the caller goes on unlocked or gives up, as its purpose allows.
+    machine; the lock dies with its process). A server that is away is waited for, as every
+    storage call waits (:mod:`svmhpo.hpo.resilience`). Other databases, or a lock not free
+    within ``wait_s`` seconds, yield ``False``: the caller goes on unlocked or gives up, as its
+    purpose allows.
     """
     engine = study.storage.engine
     backend = engine.url.get_backend_name()
@@ -247,32 +259,38 @@ def study_lock(study: StudyHandle, purpose: str, wait_s: float) -> Iterator[Held
     pooled = is_transaction_pooled(study.storage)
     take = _polled_take if pooled else _queued_take
 
-    def connect_and_take() -> sqlalchemy.Connection | None:
-        conn = None
+    def take_now() -> sqlalchemy.Connection | None:
+        conn = engine.connect()
         try:
-            conn = engine.connect()
-            if not take(conn, key, wait_s):
+            if take(conn, key, wait_s):
+                return conn
+        except BaseException:
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()
-                conn = None
-        except sqlalchemy.exc.SQLAlchemyError:  # the database is away (the storage calls wait), or the wait ran out
-            if conn is not None:
-                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                    conn.close()
-            conn = None
-        return conn
+            raise
+        conn.close()  # the wait ran out
+        return None
 
-    def retake() -> sqlalchemy.Connection | None:
-        """Take the lock again after its connection died: wait out the outage first, as the
-        storage's own calls do (its retries), then queue for the lock as at the start."""
-        with contextlib.suppress(Exception):
-            retried(study.storage, f"{purpose}_lock", lambda: engine.connect().close())
-        return connect_and_take()
+    def connect_and_take() -> sqlalchemy.Connection | None:
+        """The lock on a connection of its own (at the start, or again after a restart freed it),
+        or ``None`` when its wait ran out.
+
+        A database that is away is waited for as the storage's calls wait (up to the outage
+        limit, with their lost/back lines), and then the lock is queued for. Going on without it
+        instead let every worker that came to count and ask during an outage ask beside the one
+        that held the lock once the database was back (the compose test's budget overshot by one,
+        and its last copy left WAITING).
+        """
+        try:
+            return retried(study.storage, f"{purpose}_lock", take_now)
+        except sqlalchemy.exc.SQLAlchemyError:  # not an outage: go on without, as the caller allows
+            return None
 
     conn = connect_and_take()
     if conn is None:
         yield HeldLock(False)
         return
-    lock = HeldLock(True, conn, retake)
+    lock = HeldLock(True, conn, connect_and_take)
     try:
         yield lock
     finally:
@@ -289,6 +307,10 @@ def _release(conn: sqlalchemy.Connection, key: dict[str, int], pooled: bool) -> 
         conn.close()
 
 
+#: PostgreSQL's SQLSTATE for a lock wait that ran out (``lock_timeout``).
+LOCK_NOT_AVAILABLE = "55P03"
+
+
 def _queued_take(conn: sqlalchemy.Connection, key: dict[str, int], wait_s: float) -> bool:
     """Wait on the server for the advisory lock ``key`` (a session lock), up to ``wait_s``.
 
@@ -297,13 +319,20 @@ def _queued_take(conn: sqlalchemy.Connection, key: dict[str, int], wait_s: float
     off by the network would keep its lock until the server noticed, which can take TCP
     keepalive's hours: this session asks the server to probe it after 30 s idle and drop it after
     three missed probes, so a lost holder's lock is free within about a minute. Settings made in
-    this transaction end with it (the rollback at release), not in the pool. A wait that runs
-    out raises (``lock_timeout``).
+    this transaction end with it (the rollback at release), not in the pool. Returns ``False``
+    when the wait runs out (``lock_timeout``).
     """
     for setting in ("tcp_keepalives_idle = 30", "tcp_keepalives_interval = 10", "tcp_keepalives_count = 3"):
         conn.execute(sqlalchemy.text(f"SET {setting}"))
     conn.execute(sqlalchemy.text(f"SET lock_timeout = {max(1, int(wait_s * 1000))}"))
-    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:c, :s)"), key)
+    except sqlalchemy.exc.OperationalError as exc:
+        # the wait ran out: PostgreSQL's lock_not_available, an OperationalError as a lost
+        # connection is, and not one (the outage retries would wait on it again)
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            return False
+        raise
     return True
 
 

@@ -160,6 +160,8 @@ class Outage:
         self.shown = shown
         self.limit = limit
         self.since: float | None = None
+        #: When the last outage ended (``time.monotonic()``), or ``None``.
+        self.back_at: float | None = None
         self.failures = 0
         self.given_up: str | None = None
         self.interrupted = False
@@ -210,7 +212,8 @@ class Outage:
             return
         with self._lock:
             if self.since is not None:
-                _outage_line(f"database back after {time.monotonic() - self.since:.1f} s: {self.shown}")
+                self.back_at = time.monotonic()
+                _outage_line(f"database back after {self.back_at - self.since:.1f} s: {self.shown}")
                 self.since = None
 
 
@@ -237,6 +240,11 @@ class ResilientRDBStorage(RDBStorage):
     @outage_limit.setter
     def outage_limit(self, seconds: float) -> None:
         self._outage.limit = seconds
+
+    def back_for(self) -> float | None:
+        """Seconds since this process last saw the database come back from an outage, or ``None``."""
+        back_at = self._outage.back_at
+        return None if back_at is None else time.monotonic() - back_at
 
     def retrying(self, name: str, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` (svmhpo's own database work on :attr:`engine`, such as an artifact write) with

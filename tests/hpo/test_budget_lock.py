@@ -7,7 +7,7 @@ import optuna
 import psycopg
 import pytest
 
-from svmhpo.hpo.liveness import ADVISORY_LOCK_CLASS, budget_lock
+from svmhpo.hpo.liveness import ADVISORY_LOCK_CLASS, budget_lock, study_lock
 from svmhpo.hpo.resilience import watching_outages
 from svmhpo.hpo.studies import read_study
 
@@ -125,3 +125,85 @@ def test_a_stopped_fits_members_are_failed_and_queued_again_under_the_budget_loc
     trials = read_study("stop", url).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 4 + [TrialState.WAITING] * 4
     assert all(records.fail_reason(t) == objective.STOPPED for t in trials[:4])
+
+
+@pytest.mark.postgres
+def test_a_budget_lock_asked_for_while_the_database_is_away_waits_for_it(pg_server) -> None:
+    """A worker that came to count and ask while the database was away went on without the lock
+    (it could not connect to take it): when the database came back, it asked beside the worker
+    that held the lock, and the budget was overshot. It waits for the database, as its storage
+    calls do, and then queues for the lock."""
+    import threading
+
+    server, url = pg_server
+    optuna.create_study(storage=url, study_name="away", direction="maximize")
+    study = read_study("away", url)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    lines: list[str] = []
+    server.stop()
+    back = threading.Timer(3.0, server.start)
+    back.start()
+    try:
+        with watching_outages(lines.append), budget_lock(study) as lock:
+            assert lock and not _try_lock(dsn, study.id)  # taken once the database is back
+    finally:
+        back.join()
+    assert len(lines) == 2 and lines[0].startswith("database lost: ") and lines[1].startswith("database back after ")
+
+
+@pytest.mark.postgres
+def test_a_budget_lock_held_elsewhere_past_the_wait_is_gone_without_and_is_no_outage(pg_server) -> None:
+    """A wait for the lock that runs out (PostgreSQL's ``lock_timeout``) is not the database going
+    away: the holder keeps it, the waiter goes on without it after its wait, and says nothing."""
+    import time
+
+    _, url = pg_server
+    optuna.create_study(storage=url, study_name="held", direction="maximize")
+    study = read_study("held", url)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    lines: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (ADVISORY_LOCK_CLASS["budget"], study.id))
+        start = time.monotonic()
+        with watching_outages(lines.append), study_lock(study, "budget", 1.0) as lock:
+            assert not lock
+        assert 1.0 <= time.monotonic() - start < 10
+    assert lines == []
+
+
+@pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_an_outage_longer_than_the_grace_period_fails_no_live_trial(pg_server) -> None:
+    """No heartbeat is written while the database is away: after an outage longer than the grace
+    period every running trial looked stale, and the first process to look failed its live peers'
+    trials and queued copies (every batch then trained twice). Stale trials are failed only once
+    the database has been back a grace period; a trial still silent then is."""
+    import threading
+    import time
+
+    from optuna.trial import TrialState
+
+    from svmhpo.hpo.liveness import fail_stale
+    from svmhpo.hpo.storage import set_heartbeat
+    from svmhpo.hpo.studies import count_states
+
+    server, url = pg_server
+    optuna.create_study(storage=url, study_name="grace", direction="maximize")
+    study = read_study("grace", url)
+    set_heartbeat(study.storage, 1, 2)
+    trial = study.ask()
+    study.storage.record_heartbeat(trial._trial_id)
+    server.stop()
+    back = threading.Timer(3.0, server.start)  # past the grace period
+    back.start()
+    try:
+        with watching_outages(lambda line: None):
+            count_states(study)  # waits for the database, as a worker's next call does
+    finally:
+        back.join()
+    fail_stale(study)  # just back: the live worker has had no chance to beat
+    assert study.storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+    time.sleep(2.5)  # a grace period later, still silent: stale
+    fail_stale(study)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
