@@ -25,11 +25,13 @@ import optuna
 import sqlalchemy
 
 from svmhpo.hpo.handle import trial_id
-from svmhpo.hpo.records import WORKER_ID, set_fail_reason_of, trial_worker
+from svmhpo.hpo.records import WORKER_ID, WORKER_PROCESS, process_token, set_fail_reason_of, trial_process, trial_worker
 from svmhpo.hpo.resilience import retried
 from svmhpo.hpo.storage import is_transaction_pooled
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
     from svmhpo.hpo.handle import StudyHandle
 
 __all__ = [
@@ -396,26 +398,56 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _gone(trial: FrozenTrial) -> str | None:
+    """The worker (``host:pid``) of RUNNING ``trial`` if it is a process of this host that is gone."""
+    worker = trial_worker(trial) or ""
+    worker_host, _, pid = worker.rpartition(":")
+    if trial.state != optuna.trial.TrialState.RUNNING or worker_host != WORKER_ID.rpartition(":")[0]:
+        return None
+    if not pid.isdigit():
+        return None
+    recorded, namespace = trial_process(trial), (WORKER_PROCESS or "").partition(":")[0]
+    if recorded and namespace:
+        if recorded.partition(":")[0] != namespace:  # another container's process: not visible here
+            return None
+        if _pid_alive(int(pid)) and process_token(int(pid)) in (recorded, None):
+            return None  # the same process (or one /proc will not describe): alive
+    elif _pid_alive(int(pid)):
+        return None
+    return worker
+
+
 def fail_dead_local_trials(study: StudyHandle) -> list[int]:
     """Fail, at once, the RUNNING trials of processes of this host that no longer exist; return their numbers.
 
     A worker killed by SIGKILL, a full disk or a crash leaves its trials RUNNING; heartbeats
     get them failed after the grace period by whichever process looks. A trial whose ``worker``
-    names this host and a process id that is gone needs no grace period: it is failed now and
+    names this host and a process that is gone needs no grace period: it is failed now and
     re-queued with the same parameters (the storage's retry callback, as for a stale trial).
-    A reused process id only makes this wait for the heartbeat, never fail a live trial here.
+
+    A process is told apart by its PID namespace and start time as well as its id
+    (:func:`~svmhpo.hpo.records.process_token`, stored on the trial). Containers that share the
+    host's network share its name but each numbers its own processes: a trial of another PID
+    namespace is left to the heartbeats (its worker was taken for dead here, and its live trial
+    failed, when its id was not one of this container's processes). So is a restarted
+    container's predecessor, whose namespace is gone (it cannot be told apart from another
+    container's). A reused process id in this namespace is told apart by its start time. A
+    trial without the token (an older svmhpo) is judged by its id alone.
     """
-    host = WORKER_ID.rpartition(":")[0]
     storage = study.storage
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker_host, _, pid = (trial_worker(trial) or "").rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if _gone(trial) is None:
             continue
         tid = trial_id(trial)
         with requeue_lock(study):  # failed and queued again as one step for the budget's counts
+            # read again under the lock: a queued copy carries its original's worker until the
+            # worker that takes it (holding this lock) stores its own
+            gone = _gone(storage.get_trial(tid))
+            if gone is None:
+                continue
             try:
-                set_fail_reason_of(storage, tid, f"its worker {worker_host}:{pid} is gone")
+                set_fail_reason_of(storage, tid, f"its worker {gone} is gone")
                 storage.set_trial_state_values(tid, state=optuna.trial.TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
                 continue

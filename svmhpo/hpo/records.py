@@ -27,8 +27,9 @@ still read.
 Trial user attributes: ``seed`` (which reproduces the fit), ``worker`` (the process that ran it),
 ``diverged`` (the reason, on trials pruned for a NaN/inf loss), ``fail_reason`` (on a batch
 member whose fit raised) and ``source`` (``warm_start`` on
-the trials the warm start enqueued). Optuna's retry callback writes the system attribute
-``failed_trial`` on a re-queued trial. This module imports neither torch nor Lightning.
+the trials the warm start enqueued). Trial system attribute ``svmhpo:process``: which process on
+the worker's host it was (:func:`process_token`). Optuna's retry callback writes the system
+attribute ``failed_trial`` on a re-queued trial. This module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from svmhpo.hpo.handle import trial_id
 from svmhpo.svm.params import METRICS, metric_key, metric_title
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WORKER_ID",
+    "WORKER_PROCESS",
     "baseline",
     "budget",
     "diverged",
@@ -78,12 +81,38 @@ __all__ = [
     "set_warm_start",
     "stored_config",
     "stored_seed",
+    "trial_process",
     "trial_worker",
     "warm_start",
 ]
 
 #: This process's identity, stored on every trial it runs and every refit it makes.
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_token(pid: int) -> str | None:
+    """Process ``pid`` as its kernel tells it apart: ``"<PID namespace>:<start time>"`` (the
+    namespace's inode, the start in clock ticks since boot), or ``None`` where ``/proc`` cannot
+    say (no such process, another user's, not Linux).
+
+    A host name and a process id do not name one process: containers that share the host's
+    network share its name while each numbers its own processes, and an id is reused once its
+    process is gone.
+    """
+    try:
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()  # after the command name, from field 3 on
+    except OSError:
+        return None
+    if len(fields) < 20 or not namespace.startswith("pid:["):
+        return None
+    return f"{namespace[5:-1]}:{fields[19]}"  # field 22: starttime
+
+
+#: :data:`WORKER_ID`'s process as :func:`process_token` tells it apart, stored beside it on each
+#: trial (``None`` where ``/proc`` cannot say).
+WORKER_PROCESS = process_token(os.getpid())
 
 # study user attributes
 METRIC_NAME = "metric"
@@ -95,6 +124,8 @@ FINAL = "final"
 BASELINE = "baseline"
 # study system attributes
 CONFIG = "svmhpo:config"
+# trial system attributes
+PROCESS = "svmhpo:process"
 LR_FINDER = "svmhpo:lr_finder"
 FEATURE_NAMES = "svmhpo:feature_names"
 # the user attributes of the first layout
@@ -268,6 +299,8 @@ def set_trial_origin(trial: optuna.Trial, seed: int) -> None:
     """
     trial.set_user_attr(SEED, seed)
     trial.set_user_attr(WORKER, WORKER_ID)
+    if WORKER_PROCESS is not None:
+        trial.storage.set_trial_system_attr(trial_id(trial), PROCESS, WORKER_PROCESS)
     if trial.user_attrs.get(FAIL_REASON) is not None:
         trial.set_user_attr(FAIL_REASON, None)
 
@@ -287,6 +320,11 @@ def fit_seed(trial: FrozenTrial, study_seed: int) -> int:
 
 def trial_worker(trial: FrozenTrial) -> str | None:
     return trial.user_attrs.get(WORKER)
+
+
+def trial_process(trial: FrozenTrial) -> str | None:
+    """The :func:`process_token` of the process that ran ``trial``, where it was stored."""
+    return trial.system_attrs.get(PROCESS)
 
 
 def mark_diverged(trial: optuna.Trial, reason: str) -> None:
