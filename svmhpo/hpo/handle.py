@@ -59,6 +59,8 @@ class StudyHandle(optuna.Study):
     #: Set while the study's last count found no WAITING trial (a batch's asks, under the budget
     #: lock): ``ask`` then skips Optuna's read of the queue (:meth:`_pop_waiting_trial_id`).
     queue_empty: bool = False
+    #: Whether the last ``ask`` took a WAITING trial (rather than creating one).
+    popped_last: bool = False
 
     def _pop_waiting_trial_id(self) -> int | None:
         """Optuna's first step of ``ask`` (take a WAITING trial), skipped while :attr:`queue_empty`.
@@ -68,9 +70,9 @@ class StudyHandle(optuna.Study):
         nothing waiting, the reads are skipped, and a trial queued since (a stale trial re-queued
         by another worker) is taken by the next batch's asks.
         """
-        if self.queue_empty:
-            return None
-        return super()._pop_waiting_trial_id()
+        popped = None if self.queue_empty else super()._pop_waiting_trial_id()
+        self.popped_last = popped is not None
+        return popped
 
     def artifact_store(self) -> AtomicArtifactStore | ArtifactChain:
         """The study's artifact store (a folder is not created here).

@@ -144,6 +144,8 @@ class HeldLock:
         self._held = held
         self.conn = conn
         self._retake = retake
+        #: How many times :meth:`ensure` found the lock lost and took it again.
+        self.retakes = 0
 
     def __bool__(self) -> bool:
         return self._held
@@ -162,6 +164,7 @@ class HeldLock:
                 self.conn.close()
         self.conn = self._retake()
         self._held = self.conn is not None
+        self.retakes += 1
         return self._held
 
 

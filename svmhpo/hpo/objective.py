@@ -31,7 +31,7 @@ from svmhpo.hpo import modelside, records, starts, tells
 from svmhpo.hpo.batchreads import shared_reads
 from svmhpo.hpo.config import StudyConfig
 from svmhpo.hpo.handle import StudyHandle, trial_id
-from svmhpo.hpo.liveness import REQUEUE_LOCK_WAIT_S, budget_lock, requeue_lock
+from svmhpo.hpo.liveness import REQUEUE_LOCK_WAIT_S, HeldLock, budget_lock, requeue_lock
 from svmhpo.hpo.reports import ReportBuffer
 from svmhpo.hpo.space import SnapshotPruner, suggest
 from svmhpo.hpo.storage import MAX_RETRY
@@ -300,17 +300,20 @@ class BatchObjective:
             with shared_reads(study, asked) as reads, budget_lock(study) as lock, warnings.catch_warnings():
                 # heartbeats: hpo.liveness.heartbeats
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                checked = False  # the lock checked since the last ask (by the check that follows it)
                 for _ in range(n):
                     # counted before every ask, not once per batch: a lock lost with its connection
                     # (a database restart mid-batch) let another worker ask beside this one, and a
                     # count made once overshot the budget by 4 trials (the compose test, 60 trials)
-                    lock.ensure()  # a database restart freed it with its connection: take it again
+                    if not checked:
+                        lock.ensure()  # a database restart freed it with its connection: take it again
                     counts = count_states(study)
                     taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
                     if taken >= self.config.trials:  # failed trials are re-run: they do not count
                         break
                     study.queue_empty = counts[TrialState.WAITING] == 0
                     reads.matches(counts)  # anything changed elsewhere since the snapshot: read again
+                    retakes, checked = lock.retakes, False
                     with ctrl_c_deferred():  # Optuna creates the trial before returning it: hold it first
                         asked.append(study.ask())
                     trial = asked[-1]
@@ -324,6 +327,10 @@ class BatchObjective:
                         # the database was away past the grace period and another process failed
                         # this trial as stale and re-queued it: it is no longer this batch's
                         continue
+                    checked = True
+                    if self._over_budget(study, lock, retakes):
+                        _fail_trial(study, trial, OVER_BUDGET, release=False)
+                        break
                     reads.started(pending)
                     members.append(member)
                     if on_ask is not None:
@@ -336,6 +343,27 @@ class BatchObjective:
             raise
         study.queue_empty = False
         return members
+
+    def _over_budget(self, study: StudyHandle, lock: HeldLock, retakes: int) -> bool:
+        """Whether the trial just created (not taken from the queue) overshot the budget because the
+        budget lock was lost while it was asked for.
+
+        A database restart frees the lock with its connection. An ask in flight then (its
+        storage calls waiting out the outage) completed once the database was back, while
+        another worker, holding the lock anew, counted the study without it and filled the
+        budget: one trial too many, and a re-queued copy was left WAITING at the end (the compose
+        test, 2026-12-07). After each ask and its start the lock is checked (and taken again if
+        lost); if it was lost, the study is counted again, and a new trial beyond the budget
+        (finished, running and queued trials) is failed as :data:`OVER_BUDGET`, not re-queued. A
+        trial taken from the queue changes no count, and is kept. The check also serves as the
+        next ask's.
+        """
+        lock.ensure()
+        if lock.retakes == retakes or study.popped_last:
+            return False
+        counts = count_states(study)
+        taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
+        return taken + counts[TrialState.WAITING] > self.config.trials
 
     def run(
         self, study: StudyHandle, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
@@ -419,6 +447,9 @@ class BatchObjective:
 
 #: The ``fail_reason`` of a trial whose worker was stopped by SIGTERM; it is put back in the queue.
 STOPPED = "worker stopped"
+#: The ``fail_reason`` of a trial asked beside another worker while the budget lock was lost (a
+#: database restart) that the budget had no room for; it is not re-run.
+OVER_BUDGET = "asked beyond the budget while a database restart had freed the budget lock"
 
 
 def stop_reason(exc: BaseException) -> str:

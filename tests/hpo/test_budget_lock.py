@@ -207,3 +207,45 @@ def test_an_outage_longer_than_the_grace_period_fails_no_live_trial(pg_server) -
     fail_stale(study)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+
+
+@pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_trial_asked_while_a_restart_freed_the_lock_is_dropped_if_the_budget_is_full(
+    pg_server, study_config, noop_trainer
+) -> None:
+    """A database restart frees the budget lock. An ask in flight then completed once the
+    database was back, while another worker, holding the lock anew, counted without it and filled
+    the budget: one trial too many (the compose test's last copy left WAITING). Here the restart
+    and the other worker's asks happen inside this worker's ask: its new trial is failed as over
+    the budget, not run and not re-queued."""
+    from optuna.trial import TrialState
+
+    from svmhpo.cli import main
+    from svmhpo.hpo import objective, records
+    from svmhpo.hpo.config import load_config
+
+    server, url = pg_server
+    config = study_config("race", trials=3, epochs=2, warm=False, batch_trials=4)
+    assert main(["init", "--config", str(config), "--storage", url]) == 0
+    loaded = load_config(config)
+    mine, other = read_study("race", url), read_study("race", url)
+    theirs: list = []
+    ask = mine.ask
+
+    def ask_across_a_restart():
+        if not theirs:
+            server.stop()
+            server.start()  # this worker's lock is gone with its connection
+            theirs.extend(objective.BatchObjective(loaded, None, batch_trials=4).ask(other, 4))
+        return ask()
+
+    mine.ask = ask_across_a_restart
+    with watching_outages(lambda line: None):
+        members = objective.BatchObjective(loaded, None, batch_trials=4).ask(mine, 4)
+    assert members == [] and len(theirs) == 3  # the other worker filled the budget
+    trials = read_study("race", url).get_trials()
+    assert [t.state for t in trials].count(TrialState.RUNNING) == 3
+    (dropped,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert records.fail_reason(dropped) == objective.OVER_BUDGET
+    assert not [t for t in trials if t.state == TrialState.WAITING]  # not re-queued
