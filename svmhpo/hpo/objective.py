@@ -308,8 +308,7 @@ class BatchObjective:
                     if not checked:
                         lock.ensure()  # a database restart freed it with its connection: take it again
                     counts = count_states(study)
-                    taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
-                    if taken >= self.config.trials:  # failed trials are re-run: they do not count
+                    if _taken(counts) >= self.config.trials:  # failed trials are re-run: they do not count
                         break
                     study.queue_empty = counts[TrialState.WAITING] == 0
                     reads.matches(counts)  # anything changed elsewhere since the snapshot: read again
@@ -362,8 +361,7 @@ class BatchObjective:
         if lock.retakes == retakes or study.popped_last:
             return False
         counts = count_states(study)
-        taken = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
-        return taken + counts[TrialState.WAITING] > self.config.trials
+        return _taken(counts) + counts[TrialState.WAITING] > self.config.trials
 
     def run(
         self, study: StudyHandle, members: list[Member], on_told: Callable[[FrozenTrial], None] | None = None
@@ -430,8 +428,7 @@ class BatchObjective:
         _release_session(pruning.study)
         _patiently(pruning.flush)  # the curves so far, in one write
         stopped = reason == STOPPED
-        lock = requeue_lock(pruning.study, REQUEUE_LOCK_WAIT_S) if stopped else contextlib.nullcontext()
-        with lock:
+        with _requeue_lock_in_a_stop(pruning.study, reason):
             for i, member in enumerate(group):
                 if i not in pruning.told:
 
@@ -450,6 +447,18 @@ STOPPED = "worker stopped"
 #: The ``fail_reason`` of a trial asked beside another worker while the budget lock was lost (a
 #: database restart) that the budget had no room for; it is not re-run.
 OVER_BUDGET = "asked beyond the budget while a database restart had freed the budget lock"
+
+
+def _taken(counts: Mapping[TrialState, int]) -> int:
+    """The budget's slots in use: finished and running trials (failed ones are re-run, not counted)."""
+    return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
+
+
+def _requeue_lock_in_a_stop(study: StudyHandle, reason: str) -> contextlib.AbstractContextManager:
+    """For a trial failed with ``reason``: a stopped worker's is failed and queued again under the
+    budget lock, as one step for the other workers' counts (:func:`~svmhpo.hpo.liveness.requeue_lock`),
+    waited for briefly in a stop; any other failure is not re-queued and needs no lock."""
+    return requeue_lock(study, REQUEUE_LOCK_WAIT_S) if reason == STOPPED else contextlib.nullcontext()
 
 
 def stop_reason(exc: BaseException) -> str:
@@ -478,10 +487,7 @@ def _fail_trial(study: StudyHandle, trial: optuna.Trial, reason: str, *, release
         _release_session(study)
 
     def fail() -> None:
-        # a stopped worker's trial is failed and queued again under the budget lock, as one step
-        # for the other workers' counts (hpo.liveness.requeue_lock); waited for briefly, in a stop
-        lock = requeue_lock(study, REQUEUE_LOCK_WAIT_S) if reason == STOPPED else contextlib.nullcontext()
-        with lock, contextlib.suppress(UpdateFinishedTrialError):
+        with _requeue_lock_in_a_stop(study, reason), contextlib.suppress(UpdateFinishedTrialError):
             records.set_fail_reason(trial, reason)
             failed = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             if reason == STOPPED:

@@ -124,10 +124,10 @@ FINAL = "final"
 BASELINE = "baseline"
 # study system attributes
 CONFIG = "svmhpo:config"
-# trial system attributes
-PROCESS = "svmhpo:process"
 LR_FINDER = "svmhpo:lr_finder"
 FEATURE_NAMES = "svmhpo:feature_names"
+# trial system attributes
+PROCESS = "svmhpo:process"
 # the user attributes of the first layout
 OLD_CONFIG = "config"
 # Optuna's study system attributes, one per artifact
